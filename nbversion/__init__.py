@@ -1,0 +1,30 @@
+"""nbversion: version code, data and models from inside a Jupyter notebook.
+
+In a notebook::
+
+    %load_ext nbversion
+    %snapshot "baseline" --tag base
+    %restore base
+
+From Python: :func:`snapshot`, :func:`restore`, :func:`load`, :func:`log`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import load, log, restore, snapshot  # noqa: E402
+from .errors import NbversionError  # noqa: E402
+
+__all__ = ["NbversionError", "load", "load_ipython_extension", "log", "restore", "snapshot"]
+
+
+def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]
+    """Register the magics: ``%load_ext nbversion``."""
+    from .magics import NbversionMagics
+
+    ipython.register_magics(NbversionMagics)
+
+
+def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
+    """Nothing to undo beyond what IPython does for ``%unload_ext``."""

@@ -1,0 +1,1 @@
+"""What a snapshot collects. Each capture returns artifacts; none writes the catalog."""

@@ -1,0 +1,251 @@
+"""Values to bytes and back. The codec is chosen by the value's type and recorded.
+
+=========  ====================================================  ==========================
+codec      used for                                               on restore
+=========  ====================================================  ==========================
+``npy``    NumPy arrays without Python objects (no pickle)        ``np.load``-compatible file
+``arrow``  pandas DataFrames whose columns Arrow keeps exactly    Arrow IPC file
+``json``   plain ``None``/bool/int/float/str and lists/dicts      JSON text
+``joblib`` everything else that can be pickled                    ``joblib.load``
+``source`` functions and classes defined in the notebook          source text (not restored)
+=========  ====================================================  ==========================
+
+Large arrays are streamed from their own buffer into the store: no serialized copy is ever
+held in memory, and an array that did not change costs one hash and no write.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import joblib
+
+from .errors import CorruptObject, EncodeError
+from .store import CHUNK_SIZE, ObjectStore, PutResult
+
+#: Containers up to this many elements are checked for the JSON codec; bigger ones pickle.
+JSON_MAX_ITEMS = 10_000
+
+
+def type_name(value: Any) -> str:
+    """Return ``module.QualName`` of the value's type (just the name for builtins)."""
+    cls = type(value)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def choose(value: Any) -> str:
+    """Return the name of the codec that will store *value*."""
+    if _is_plain_array(value):
+        return "npy"
+    if _is_arrow_frame(value):
+        return "arrow"
+    if _is_json_plain(value, [0]):
+        return "json"
+    return "joblib"
+
+
+def encode(value: Any, store: ObjectStore) -> tuple[str, PutResult]:
+    """Store *value* and return its codec and where it went.
+
+    :raises EncodeError: when the value cannot be serialized (open files, locks, ...).
+    """
+    codec = choose(value)
+    try:
+        if codec == "npy":
+            return codec, store.put_buffers(lambda: _npy_buffers(value))
+        if codec == "arrow":
+            return codec, store.put_stream(lambda file: _write_arrow(value, file))
+        if codec == "json":
+            text = json.dumps(value, ensure_ascii=False).encode()
+            return codec, store.put_bytes(text)
+        return codec, store.put_stream(lambda file: joblib.dump(value, file))
+    except CorruptObject:
+        raise
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EncodeError(reason) from exc
+
+
+def encode_source(obj: Any, store: ObjectStore) -> PutResult:
+    """Store the source code of a function or class defined in the notebook.
+
+    :raises EncodeError: when its source cannot be found.
+    """
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError) as exc:
+        raise EncodeError(f"its source code is not available ({exc})") from exc
+    return store.put_bytes(source.encode())
+
+
+def decode(codec: str, object_id: str, store: ObjectStore) -> Any:
+    """Load the value stored as *object_id* with *codec*, verifying every byte.
+
+    :raises MissingObject: when the object is not in the store.
+    :raises CorruptObject: when its bytes do not match its id, or do not decode.
+    """
+    if codec == "npy":
+        return _read_npy(store, object_id)
+    data = store.read_bytes(object_id)
+    try:
+        if codec == "json":
+            return json.loads(data)
+        if codec == "arrow":
+            import pyarrow as pa
+
+            return pa.ipc.open_file(pa.py_buffer(data)).read_all().to_pandas()
+        if codec == "joblib":
+            return joblib.load(io.BytesIO(data))
+        if codec == "source":
+            return data.decode()
+    except Exception as exc:
+        raise CorruptObject(
+            f"object {object_id} cannot be decoded as {codec}: {exc}"
+        ) from exc
+    raise CorruptObject(f"object {object_id} has unknown codec {codec!r}")
+
+
+# -- npy ------------------------------------------------------------------------------------
+
+
+def _is_plain_array(value: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return (
+        np is not None
+        and type(value) is np.ndarray
+        and not value.dtype.hasobject
+    )
+
+
+def _npy_header(array: Any) -> bytes:
+    """Return a version 1.0 (or 2.0 when long) ``.npy`` header for *array*."""
+    from numpy.lib import format as npformat
+
+    fields = npformat.header_data_from_array_1_0(array)
+    text = "{" + "".join(f"'{k}': {fields[k]!r}, " for k in sorted(fields)) + "}"
+    for version, length_bytes in (((1, 0), 2), ((2, 0), 4)):
+        prefix = 6 + 2 + length_bytes
+        padded = text + " " * ((64 - (prefix + len(text) + 1) % 64) % 64) + "\n"
+        if len(padded) < 256 ** length_bytes:
+            return (
+                npformat.magic(*version)
+                + len(padded).to_bytes(length_bytes, "little")
+                + padded.encode("latin1")
+            )
+    raise EncodeError("the array's header is too long for the .npy format")
+
+
+def _npy_buffers(array: Any) -> Iterator[memoryview]:
+    """Yield the ``.npy`` file of *array* as buffers, without copying contiguous data."""
+    import numpy as np
+
+    yield memoryview(_npy_header(array))
+    if array.flags.c_contiguous:
+        flat = memoryview(array).cast("B") if array.nbytes else memoryview(b"")
+    elif array.flags.f_contiguous:
+        flat = memoryview(array.T).cast("B")
+    else:
+        # Not contiguous: copy one block of rows at a time, never the whole array.
+        rows = max(1, CHUNK_SIZE // max(1, array[0:1].nbytes))
+        for start in range(0, array.shape[0], rows):
+            yield memoryview(np.ascontiguousarray(array[start : start + rows])).cast("B")
+        return
+    for start in range(0, flat.nbytes, CHUNK_SIZE):
+        yield flat[start : start + CHUNK_SIZE]
+
+
+def _read_npy(store: ObjectStore, object_id: str) -> Any:
+    import numpy as np
+    from numpy.lib import format as npformat
+
+    with store.open(object_id) as reader:
+        try:
+            version = npformat.read_magic(reader)
+            if version == (1, 0):
+                shape, fortran, dtype = npformat.read_array_header_1_0(reader)
+            else:
+                shape, fortran, dtype = npformat.read_array_header_2_0(reader)
+        except ValueError as exc:
+            raise CorruptObject(f"object {object_id} is not a valid .npy file: {exc}") from None
+        array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+        if array.nbytes:
+            view = memoryview(array.T if fortran else array).cast("B")
+            if reader.readinto(view) != array.nbytes:
+                raise reader.truncated()
+        reader.verify()
+    return array
+
+
+# -- arrow ----------------------------------------------------------------------------------
+
+_ARROW_KINDS = set("biufmM")
+
+
+def _is_arrow_frame(value: Any) -> bool:
+    """Whether *value* is a DataFrame that Arrow stores and gives back exactly."""
+    pd = sys.modules.get("pandas")
+    if pd is None or type(value) is not pd.DataFrame:
+        return False
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    columns = value.columns
+    if (
+        isinstance(columns, pd.MultiIndex)
+        or not columns.is_unique
+        or not all(type(c) is str for c in columns)
+        or value.attrs
+    ):
+        return False
+    index_levels = (
+        [value.index.get_level_values(i) for i in range(value.index.nlevels)]
+        if isinstance(value.index, pd.MultiIndex)
+        else [value.index]
+    )
+    if isinstance(value.index, pd.RangeIndex):
+        index_levels = []
+    return all(_arrow_exact(pd, s) for s in [*index_levels, *(value[c] for c in columns)])
+
+
+def _arrow_exact(pd: Any, series: Any) -> bool:
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _arrow_exact(pd, pd.Series(dtype.categories))
+    if isinstance(dtype, (pd.StringDtype, pd.DatetimeTZDtype)):
+        return True
+    if dtype == object:
+        return False
+    return getattr(dtype, "kind", None) in _ARROW_KINDS
+
+
+def _write_arrow(frame: Any, file: Any) -> None:
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=None)
+    with pa.ipc.new_file(pa.PythonFile(file, mode="w"), table.schema) as writer:
+        writer.write_table(table)
+
+
+# -- json -----------------------------------------------------------------------------------
+
+
+def _is_json_plain(value: Any, count: list[int]) -> bool:
+    """Whether *value* survives a JSON round trip unchanged (exact types, str keys)."""
+    count[0] += 1
+    if count[0] > JSON_MAX_ITEMS:
+        return False
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return True
+    if kind is list:
+        return all(_is_json_plain(v, count) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _is_json_plain(v, count) for k, v in value.items())
+    return False

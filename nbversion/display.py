@@ -1,0 +1,83 @@
+"""How results look: byte sizes, relative times, and tables that render as text or HTML."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+
+def format_bytes(size: int | float | None) -> str:
+    """Return *size* in bytes the way people read it: ``0 B``, ``12.3 KiB``, ``1.0 GiB``."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def relative_time(when: str | datetime, now: datetime | None = None) -> str:
+    """Return how long ago *when* (an ISO 8601 time) was: ``just now``, ``5 minutes ago``."""
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
+    if seconds < 0:
+        return "in the future"
+    for limit, size, unit in (
+        (60, 1, "second"), (3600, 60, "minute"), (86400, 3600, "hour"),
+        (86400 * 30, 86400, "day"), (86400 * 365, 86400 * 30, "month"),
+        (float("inf"), 86400 * 365, "year"),
+    ):
+        if seconds < limit:
+            if unit == "second" and seconds < 10:
+                return "just now"
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    raise AssertionError("unreachable")
+
+
+class Table:
+    """Rows with named columns, shown as a text table in a terminal and HTML in a notebook.
+
+    :param columns: the column headings.
+    :param rows: one sequence of cell values per row, in column order.
+    :param empty: what to say when there are no rows.
+    """
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "(no rows)") -> None:
+        self.columns = list(columns)
+        self.rows = [["" if v is None else str(v) for v in row] for row in rows]
+        self.empty = empty
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    def to_text(self) -> str:
+        """Return the table as aligned plain text."""
+        if not self.rows:
+            return self.empty
+        widths = [
+            max(len(c), *(len(row[i]) for row in self.rows)) for i, c in enumerate(self.columns)
+        ]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip()]
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in self.rows]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<p>{html.escape(self.empty)}</p>"
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+            for row in self.rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,130 @@
+"""IPython magics: ``%snapshot``, ``%restore``, ``%snapshots`` and ``%nbversion``.
+
+Example::
+
+    In [1]: %load_ext nbversion
+    In [2]: %snapshot "baseline" --tag base
+    snapshot 01jdx3k7qz (base) "baseline": 3 variables (2 data, 1 model), 1 metric; ...
+    In [3]: %restore base
+    restored 3 variables from 01jdx3k7qz "baseline": X, y, model
+
+The magics only parse, call :mod:`nbversion.api` and display. A mistake or a failure is a
+one-line ``UsageError`` (IPython shows it without a traceback); nothing is half done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from . import api, cli
+from .errors import NbversionError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _parser(prog: str, add_arguments: Callable[[argparse.ArgumentParser], None], description: str) -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    return parser
+
+
+_SNAPSHOT = _parser(
+    "%snapshot", cli.add_snapshot_arguments,
+    "Freeze the notebook's variables under a message: arrays, DataFrames, models, "
+    "parameters and metrics, into .nbversion/ at the repository root.",
+)
+_RESTORE = _parser(
+    "%restore", cli.add_restore_arguments,
+    "Bring back a snapshot's variables. Everything is loaded and verified before any "
+    "variable is assigned; variables the snapshot did not have are left alone.",
+)
+_SNAPSHOTS = _parser("%snapshots", cli.add_log_arguments, "List snapshots, newest first.")
+
+
+def _usage(parser: argparse.ArgumentParser) -> Callable[[F], F]:
+    """Make the magic's docstring its usage, so ``%snapshot?`` prints it."""
+
+    def decorate(function: F) -> F:
+        function.__doc__ = parser.format_help()
+        return function
+
+    return decorate
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn nbversion's errors into the one-line ``UsageError`` IPython shows plainly."""
+    try:
+        yield
+    except NbversionError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _parse(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace | None:
+    """Split *line* like a shell and parse it; ``None`` when only help was asked for."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{parser.prog}: cannot split {line!r}: {exc}") from None
+    with _one_line_errors():
+        try:
+            return parser.parse_args(argv)
+        except SystemExit:  # -h / --help printed the usage
+            return None
+
+
+@magics_class
+class NbversionMagics(Magics):
+    """The magics ``%load_ext nbversion`` registers."""
+
+    @line_magic
+    @_usage(_SNAPSHOT)
+    def snapshot(self, line: str) -> None:
+        args = _parse(_SNAPSHOT, line)
+        if args is None:
+            return
+        with _one_line_errors():
+            result = api.snapshot(
+                " ".join(args.message), self.shell.user_ns, tag=args.tag, vars=args.vars,
+                exclude=args.exclude,
+            )
+        print(result)
+
+    @line_magic
+    @_usage(_RESTORE)
+    def restore(self, line: str) -> None:
+        args = _parse(_RESTORE, line)
+        if args is None:
+            return
+        with _one_line_errors():
+            result = api.restore(args.ref, self.shell.user_ns, vars=args.vars, exact=args.exact)
+        print(result)
+
+    @line_magic
+    @_usage(_SNAPSHOTS)
+    def snapshots(self, line: str) -> Any:
+        args = _parse(_SNAPSHOTS, line)
+        if args is None:
+            return None
+        with _one_line_errors():
+            return api.log(None if args.all else args.n)
+
+    @line_magic
+    @_usage(cli.build_parser("%nbversion"))
+    def nbversion(self, line: str) -> Any:
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%nbversion: cannot split {line!r}: {exc}") from None
+        with _one_line_errors():
+            try:
+                return cli.run(argv, prog="%nbversion")
+            except SystemExit:
+                return None

@@ -1,0 +1,162 @@
+"""The catalog's schema, as an ordered list of recorded migrations.
+
+Each migration runs once, in order, inside the transaction that opens a catalog for writing.
+``PRAGMA user_version`` holds the number of the last one applied, and the
+``nbversion_migrations`` table records when each ran. A catalog whose ``user_version`` is
+higher than the last migration here was written by a newer nbversion: it is refused, never
+downgraded.
+
+The public tables and views are documented column by column in ``docs/schema.md``; a test
+fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .errors import CatalogError
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change: a number, a name for people, and the SQL that makes it."""
+
+    number: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "core tables",
+        """
+        CREATE TABLE snapshots (
+            id TEXT PRIMARY KEY,
+            parent TEXT REFERENCES snapshots(id),
+            created_at TEXT NOT NULL,
+            message TEXT NOT NULL,
+            notebook TEXT,
+            git_commit TEXT,
+            git_branch TEXT,
+            git_dirty INTEGER,
+            nbversion_version TEXT NOT NULL,
+            python_version TEXT NOT NULL
+        );
+        CREATE TABLE objects (
+            id TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            first_snapshot_id TEXT REFERENCES snapshots(id)
+        );
+        CREATE TABLE artifacts (
+            snapshot_id TEXT NOT NULL REFERENCES snapshots(id),
+            kind TEXT NOT NULL CHECK (kind IN ('code', 'data', 'model', 'other')),
+            source TEXT NOT NULL
+                CHECK (source IN ('variable', 'file', 'git', 'notebook', 'environment')),
+            name TEXT NOT NULL,
+            path TEXT,
+            type TEXT NOT NULL,
+            codec TEXT NOT NULL,
+            object_id TEXT REFERENCES objects(id),
+            size INTEGER NOT NULL,
+            summary TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (snapshot_id, source, name)
+        );
+        CREATE INDEX artifacts_object_id ON artifacts(object_id);
+        CREATE TABLE metrics (
+            snapshot_id TEXT NOT NULL REFERENCES snapshots(id),
+            name TEXT NOT NULL,
+            value REAL,
+            PRIMARY KEY (snapshot_id, name)
+        );
+        CREATE INDEX metrics_name_value ON metrics(name, value);
+        CREATE TABLE tags (
+            name TEXT PRIMARY KEY,
+            snapshot_id TEXT NOT NULL REFERENCES snapshots(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX tags_snapshot_id ON tags(snapshot_id);
+        CREATE TABLE skipped (
+            snapshot_id TEXT NOT NULL REFERENCES snapshots(id),
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (snapshot_id, name)
+        );
+        """,
+    ),
+]
+
+LATEST = MIGRATIONS[-1].number
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """Return the number of the last migration applied to *conn*'s database."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def check_version(conn: sqlite3.Connection, path: str) -> int:
+    """Return the schema version, refusing a catalog written by a newer nbversion.
+
+    :raises CatalogError: when the catalog's schema is newer than this nbversion knows.
+    """
+    version = schema_version(conn)
+    if version > LATEST:
+        raise CatalogError(
+            f"catalog {path} has schema version {version}, newer than this nbversion "
+            f"understands ({LATEST}): upgrade nbversion to use it"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> list[Migration]:
+    """Apply every migration *conn* lacks, in one ``BEGIN IMMEDIATE`` transaction.
+
+    Safe to call from several processes at once: the version is re-read after the write lock
+    is taken, so each migration runs exactly once.
+
+    :returns: the migrations that were applied (empty when the schema was current).
+    :raises CatalogError: when the catalog is newer than this nbversion.
+    """
+    if check_version(conn, path) == LATEST:
+        return []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = check_version(conn, path)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS nbversion_migrations ("
+            "number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.number <= current:
+                continue
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO nbversion_migrations (number, name, applied_at) VALUES (?, ?, ?)",
+                (migration.number, migration.name, datetime.now(timezone.utc).isoformat()),
+            )
+            conn.execute(f"PRAGMA user_version = {migration.number:d}")
+            applied.append(migration)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration's SQL into complete statements (``executescript`` would commit)."""
+    statements, current = [], ""
+    for line in sql.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

@@ -1,0 +1,72 @@
+"""Where nbversion keeps things in a repository: the ``.nbversion/`` directory.
+
+``<root>/.nbversion/catalog.db`` is the catalog (committed with the code);
+``<root>/.nbversion/objects/`` is the object store (ignored by git; shared through remotes).
+The root is the git work tree that contains the current directory, else that directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .catalog import Catalog
+from .store import ObjectStore
+
+DIRNAME = ".nbversion"
+CATALOG_NAME = "catalog.db"
+OBJECTS_NAME = "objects"
+
+#: Kept in ``.nbversion/.gitignore``: the catalog is committed, the bytes and SQLite's
+#: transient files are not.
+GITIGNORE = f"""\
+# Written by nbversion. The catalog is meant to be committed; the object store travels
+# through a remote (nbversion push/pull), and SQLite's -wal/-shm files are transient.
+/{OBJECTS_NAME}/
+/{CATALOG_NAME}-wal
+/{CATALOG_NAME}-shm
+/{CATALOG_NAME}-journal
+"""
+
+
+def find_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """Return the root of the git work tree containing *start* (default: the current
+    directory), or *start* itself when it is not inside one."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / ".git").exists():
+            return directory
+    return here
+
+
+class Project:
+    """The nbversion files of one repository.
+
+    :param root: the repository root (see :func:`find_root`).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.dir = self.root / DIRNAME
+        self.catalog_path = self.dir / CATALOG_NAME
+        self.store = ObjectStore.local(str(self.dir / OBJECTS_NAME))
+
+    @classmethod
+    def find(cls, start: str | os.PathLike[str] | None = None) -> Project:
+        """Return the project of the repository containing *start* (default: cwd)."""
+        return cls(find_root(start))
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.root)!r})"
+
+    def exists(self) -> bool:
+        """Whether a catalog has been created here."""
+        return self.catalog_path.exists()
+
+    def open_catalog(self) -> Catalog:
+        """Open the catalog, creating ``.nbversion/`` and its ``.gitignore`` if needed."""
+        self.dir.mkdir(exist_ok=True)
+        gitignore = self.dir / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text(GITIGNORE)
+        return Catalog.open(self.catalog_path)

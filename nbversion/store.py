@@ -1,0 +1,273 @@
+"""A content-addressed, write-once object store over any fsspec filesystem.
+
+An object's id is the BLAKE3 hash of its bytes (64 hex digits); it lives at
+``<root>/<first two digits>/<the other 62>``. Objects are written to a temporary name and
+renamed into place, so a reader never sees a partial object under its final name; an object
+that is already present is never written again. Every read re-hashes the bytes and refuses
+them, naming the object, if they do not match the id.
+
+Example::
+
+    store = ObjectStore.local(".nbversion/objects")
+    put = store.put_bytes(b"hello")
+    assert store.read_bytes(put.object_id) == b"hello"
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import blake3
+import fsspec
+
+from .errors import CorruptObject, InvalidObjectId, MissingObject
+
+#: Bytes read or written per call when streaming.
+CHUNK_SIZE = 16 * 1024 * 1024
+
+_OBJECT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+Buffer = bytes | bytearray | memoryview
+
+
+def new_hasher() -> Any:
+    """Return a BLAKE3 hasher that spreads large inputs over every core."""
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
+def hash_buffers(buffers: Iterable[Buffer]) -> str:
+    """Return the object id the concatenation of *buffers* would have."""
+    hasher = new_hasher()
+    for buffer in buffers:
+        hasher.update(buffer)
+    return hasher.hexdigest()
+
+
+def check_object_id(object_id: str) -> str:
+    """Return *object_id* if it is well formed, so it can safely become a path.
+
+    :raises InvalidObjectId: for anything but 64 lowercase hex digits.
+    """
+    if not isinstance(object_id, str) or not _OBJECT_ID_RE.match(object_id):
+        raise InvalidObjectId(f"object id {object_id!r} is not valid (want 64 hex digits)")
+    return object_id
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What storing some bytes did: their id, their size, and whether they were new."""
+
+    object_id: str
+    size: int
+    new: bool
+
+
+class _HashingWriter:
+    """A write-only file that hashes and counts what passes through it."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self.hasher = new_hasher()
+        self.size = 0
+
+    def write(self, data: Buffer) -> int:
+        self.hasher.update(data)
+        self._file.write(data)
+        n = memoryview(data).nbytes
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def tell(self) -> int:
+        return self.size
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+
+class VerifiedReader:
+    """A read-only file over one object that hashes what is read.
+
+    Call :meth:`verify` once everything is read: it reads any rest and raises
+    :class:`CorruptObject` if the bytes do not hash to the object's id.
+    """
+
+    def __init__(self, file: IO[bytes], object_id: str) -> None:
+        self._file = file
+        self.object_id = object_id
+        self._hasher = new_hasher()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._file.read(n)
+        self._hasher.update(data)
+        self.size += len(data)
+        return data
+
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        total = 0
+        while total < view.nbytes:
+            n = self._file.readinto(view[total : total + CHUNK_SIZE])
+            if not n:
+                break
+            self._hasher.update(view[total : total + n])
+            total += n
+        self.size += total
+        return total
+
+    def readable(self) -> bool:
+        return True
+
+    def verify(self) -> None:
+        """Read whatever is left and check the hash of the whole object."""
+        while True:
+            rest = self._file.read(CHUNK_SIZE)
+            if not rest:
+                break
+            self._hasher.update(rest)
+            self.size += len(rest)
+        actual = self._hasher.hexdigest()
+        if actual != self.object_id:
+            raise CorruptObject(
+                f"object {self.object_id} is corrupt: its {self.size} bytes hash to "
+                f"{actual[:16]}..., not to its id"
+            )
+
+    def truncated(self) -> CorruptObject:
+        """The error to raise when the object ended before its format said it would."""
+        return CorruptObject(f"object {self.object_id} is corrupt: it is truncated")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> VerifiedReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ObjectStore:
+    """Content-addressed blobs under *root* on the fsspec filesystem *fs*.
+
+    :param fs: any fsspec filesystem (local, memory, s3, ...).
+    :param root: the directory on *fs* that holds the objects.
+    """
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self._tmp = f"{self.root}/tmp"
+
+    @classmethod
+    def local(cls, root: str) -> ObjectStore:
+        """Return a store in the local directory *root*."""
+        return cls(fsspec.filesystem("file"), str(root))
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self.fs.protocol!r}, {self.root!r})"
+
+    def path(self, object_id: str) -> str:
+        """Return where the object with *object_id* lives (after validating the id)."""
+        check_object_id(object_id)
+        return f"{self.root}/{object_id[:2]}/{object_id[2:]}"
+
+    def exists(self, object_id: str) -> bool:
+        """Return whether the object is present (its bytes are not checked)."""
+        return self.fs.exists(self.path(object_id))
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put_bytes(self, data: Buffer) -> PutResult:
+        """Store *data* and return its id."""
+        return self.put_buffers(lambda: [data])
+
+    def put_buffers(self, buffers: Callable[[], Iterable[Buffer]]) -> PutResult:
+        """Store the concatenation of the buffers that *buffers()* yields.
+
+        The buffers are hashed first, without copying; they are written only when the store
+        lacks that object, so an unchanged value costs one hash. Writing hashes again and
+        refuses to store bytes that changed between the two passes.
+        """
+        object_id = hash_buffers(buffers())
+        if self.exists(object_id):
+            return PutResult(object_id, sum(memoryview(b).nbytes for b in buffers()), False)
+
+        def write_all(file: IO[bytes]) -> None:
+            for buffer in buffers():
+                file.write(buffer)
+
+        put = self.put_stream(write_all)
+        if put.object_id != object_id:
+            raise CorruptObject(
+                f"the value changed while it was being stored (hashed to {object_id[:16]}..., "
+                f"wrote {put.object_id[:16]}...)"
+            )
+        return put
+
+    def put_stream(self, write: Callable[[IO[bytes]], Any]) -> PutResult:
+        """Store whatever *write(file)* writes to the file it is given, and return its id.
+
+        The bytes go to a temporary object first; it is renamed to its id when complete, or
+        removed if that id is already stored or *write* raises.
+        """
+        self.fs.makedirs(self._tmp, exist_ok=True)
+        tmp = f"{self._tmp}/{uuid.uuid4().hex}.tmp"
+        try:
+            with self.fs.open(tmp, "wb") as file:
+                writer = _HashingWriter(file)
+                write(writer)
+            object_id = writer.hasher.hexdigest()
+            final = self.path(object_id)
+            if self.fs.exists(final):
+                self.fs.rm_file(tmp)
+                return PutResult(object_id, writer.size, False)
+            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(tmp, final)
+            return PutResult(object_id, writer.size, True)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm_file(tmp)
+            raise
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def open(self, object_id: str) -> VerifiedReader:
+        """Open an object for reading; call ``verify()`` on the reader when done.
+
+        :raises MissingObject: when the store has no such object.
+        """
+        path = self.path(object_id)
+        try:
+            file = self.fs.open(path, "rb")
+        except FileNotFoundError:
+            raise MissingObject(f"object {object_id} is missing from {self.root}") from None
+        return VerifiedReader(file, object_id)
+
+    def read_bytes(self, object_id: str) -> bytes:
+        """Return the object's bytes, verified against its id.
+
+        :raises MissingObject: when the store has no such object.
+        :raises CorruptObject: when the bytes do not hash to the id.
+        """
+        with self.open(object_id) as reader:
+            data = reader.read()
+            reader.verify()
+        return data
