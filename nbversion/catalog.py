@@ -48,7 +48,7 @@ _HEAD_RE = re.compile(r"^HEAD(?:~(\d+)|(\^+))?$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,99}$")
 
 _id_lock = threading.Lock()
-_last_id: tuple[int, int] = (0, 0)
+_last_ms = 0
 
 
 def new_id(now_ms: int | None = None) -> str:
@@ -56,18 +56,16 @@ def new_id(now_ms: int | None = None) -> str:
 
     The first 10 characters are the creation time in milliseconds, so ids sort by time; the
     other 16 are random, so ids made in two clones never collide and catalogs merge by union.
-    Within one process ids are strictly increasing even inside one millisecond.
+    One process never gives two ids the same millisecond, so within it ids strictly increase
+    and their short forms (:func:`short_id`) differ.
     """
-    global _last_id
+    global _last_ms
     with _id_lock:
         ms = int(time.time() * 1000) if now_ms is None else now_ms
-        last_ms, last_rand = _last_id
-        if ms <= last_ms:
-            ms, rand = last_ms, last_rand + 1
-        else:
-            rand = secrets.randbits(80)
-        _last_id = (ms, rand)
-    value = (ms << 80) | (rand & ((1 << 80) - 1))
+        # Never reuse a millisecond: ids stay increasing, and their short forms distinct.
+        ms = max(ms, _last_ms + 1)
+        _last_ms = ms
+    value = (ms << 80) | secrets.randbits(80)
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

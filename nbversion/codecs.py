@@ -16,9 +16,11 @@ held in memory, and an array that did not change costs one hash and no write.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import io
 import json
+import linecache
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -79,9 +81,29 @@ def encode_source(obj: Any, store: ObjectStore) -> PutResult:
     """
     try:
         source = inspect.getsource(obj)
-    except (OSError, TypeError) as exc:
-        raise EncodeError(f"its source code is not available ({exc})") from exc
+    except (OSError, TypeError):
+        source = _class_source(obj) if isinstance(obj, type) else None
+    if source is None:
+        raise EncodeError("source code not available")
     return store.put_bytes(source.encode())
+
+
+def _class_source(cls: type) -> str | None:
+    """Find a notebook class's source through its methods' cell (``inspect`` cannot on 3.11)."""
+    for member in vars(cls).values():
+        code = getattr(getattr(member, "__func__", member), "__code__", None)
+        if code is None:
+            continue
+        lines = linecache.getlines(code.co_filename)
+        try:
+            tree = ast.parse("".join(lines))
+        except SyntaxError:
+            return None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                return "".join(lines[start - 1 : node.end_lineno])
+    return None
 
 
 def decode(codec: str, object_id: str, store: ObjectStore) -> Any:
@@ -147,17 +169,24 @@ def _npy_buffers(array: Any) -> Iterator[memoryview]:
 
     yield memoryview(_npy_header(array))
     if array.flags.c_contiguous:
-        flat = memoryview(array).cast("B") if array.nbytes else memoryview(b"")
+        flat = _byte_view(array)
     elif array.flags.f_contiguous:
-        flat = memoryview(array.T).cast("B")
+        flat = _byte_view(array.T)
     else:
         # Not contiguous: copy one block of rows at a time, never the whole array.
         rows = max(1, CHUNK_SIZE // max(1, array[0:1].nbytes))
         for start in range(0, array.shape[0], rows):
-            yield memoryview(np.ascontiguousarray(array[start : start + rows])).cast("B")
+            yield _byte_view(np.ascontiguousarray(array[start : start + rows]))
         return
     for start in range(0, flat.nbytes, CHUNK_SIZE):
         yield flat[start : start + CHUNK_SIZE]
+
+
+def _byte_view(array: Any) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy (works for every dtype)."""
+    import numpy as np
+
+    return memoryview(array.reshape(-1).view(np.uint8))
 
 
 def _read_npy(store: ObjectStore, object_id: str) -> Any:
@@ -175,7 +204,7 @@ def _read_npy(store: ObjectStore, object_id: str) -> Any:
             raise CorruptObject(f"object {object_id} is not a valid .npy file: {exc}") from None
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
         if array.nbytes:
-            view = memoryview(array.T if fortran else array).cast("B")
+            view = _byte_view(array.T if fortran else array)
             if reader.readinto(view) != array.nbytes:
                 raise reader.truncated()
         reader.verify()
@@ -211,14 +240,19 @@ def _is_arrow_frame(value: Any) -> bool:
     )
     if isinstance(value.index, pd.RangeIndex):
         index_levels = []
-    return all(_arrow_exact(pd, s) for s in [*index_levels, *(value[c] for c in columns)])
+    return all(_arrow_exact(pd, level, index=True) for level in index_levels) and all(
+        _arrow_exact(pd, value[c]) for c in columns
+    )
 
 
-def _arrow_exact(pd: Any, series: Any) -> bool:
+def _arrow_exact(pd: Any, series: Any, index: bool = False) -> bool:
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype):
-        return _arrow_exact(pd, pd.Series(dtype.categories))
-    if isinstance(dtype, (pd.StringDtype, pd.DatetimeTZDtype)):
+        return _arrow_exact(pd, pd.Series(dtype.categories), index)
+    if isinstance(dtype, pd.StringDtype):
+        # Arrow gives strings back as pyarrow-backed; an index always with NaN for missing.
+        return dtype.storage == "pyarrow" and (not index or dtype.na_value is not pd.NA)
+    if isinstance(dtype, pd.DatetimeTZDtype):
         return True
     if dtype == object:
         return False

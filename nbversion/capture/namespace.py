@@ -135,7 +135,13 @@ def classify(value: Any) -> str:
     ):
         return "model"
     module = cls.__module__ or ""
-    if module.startswith(_MODULE_PREFIXES_DATA) or (module.startswith("torch") and cls.__name__ == "Tensor"):
+    np = sys.modules.get("numpy")
+    if np is not None and module.startswith("numpy"):
+        if isinstance(value, (np.ndarray, np.generic)):
+            return "data"
+    elif module.startswith(_MODULE_PREFIXES_DATA) or (
+        module.startswith("torch") and cls.__name__ == "Tensor"
+    ):
         return "data"
     if isinstance(value, (list, tuple)) and value and all(_is_number(v) for v in value):
         return "data"

@@ -1,0 +1,30 @@
+# make demo: set up .venv from pyproject.toml and run notebooks/quickstart.ipynb in a real kernel.
+# make test: set up .venv from pyproject.toml and run the test suite.
+# The virtualenv is refreshed whenever pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_array.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,56 @@
+"""Fixtures: real git repositories in tmp_path, and a real IPython shell with nbversion loaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in *cwd* and return its output."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+        env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"},
+    ).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh git repository, made the current directory."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q")
+    monkeypatch.chdir(path)
+    return path
+
+
+class TestingShell(InteractiveShell):
+    """A real InteractiveShell whose ``run_cell`` re-raises what the cell raised."""
+
+    def run_cell(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = super().run_cell(*args, **kwargs)
+        result.raise_error()
+        return result
+
+
+@pytest.fixture
+def shell(repo: Path) -> Iterator[TestingShell]:
+    """A real IPython shell, in *repo*, with ``%load_ext nbversion`` done."""
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    ip = TestingShell.instance(config=config)
+    ip.run_line_magic("load_ext", "nbversion")
+    yield ip
+    ip.history_manager.end_session()
+    TestingShell.clear_instance()
