@@ -134,9 +134,10 @@ def snapshot(
     with project.open_catalog() as catalog:
         if tag is not None:
             catalog.check_tag_free(tag)
-        captured = capture_ns.capture(namespace, names, project.store)
-        snapshot_id = new_id()
         parent = _session_parent.get(str(catalog.path)) or catalog.head()
+        previous = {a["name"]: a for a in catalog.artifacts(parent, "variable")} if parent else {}
+        captured = capture_ns.capture(namespace, names, project.store, previous)
+        snapshot_id = new_id()
         catalog.add_snapshot(
             snapshot_id=snapshot_id,
             message=message,

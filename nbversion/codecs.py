@@ -52,15 +52,18 @@ def choose(value: Any) -> str:
     return "joblib"
 
 
-def encode(value: Any, store: ObjectStore) -> tuple[str, PutResult]:
+def encode(value: Any, store: ObjectStore, *, probe: bool = True) -> tuple[str, PutResult]:
     """Store *value* and return its codec and where it went.
 
+    :param probe: the value is probably stored already (an earlier snapshot had it): hash
+        it before deciding to write. ``False`` writes and hashes a new value in one pass.
     :raises EncodeError: when the value cannot be serialized (open files, locks, ...).
     """
     codec = choose(value)
     try:
         if codec == "npy":
-            return codec, store.put_buffers(lambda: _npy_buffers(value))
+            size = len(_npy_header(value)) + value.nbytes
+            return codec, store.put_buffers(lambda: _npy_buffers(value), probe=probe, size=size)
         if codec == "arrow":
             return codec, store.put_stream(lambda file: _write_arrow(value, file))
         if codec == "json":

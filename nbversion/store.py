@@ -15,8 +15,12 @@ Example::
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -28,6 +32,28 @@ from .errors import CorruptObject, InvalidObjectId, MissingObject
 
 #: Bytes read or written per call when streaming.
 CHUNK_SIZE = 16 * 1024 * 1024
+
+#: Buffers at least this large are hashed on another thread while they are written or
+#: read, so hashing costs (almost) no time of its own.
+OVERLAP_MIN = 1024 * 1024
+
+_overlap_pool: ThreadPoolExecutor | None = None
+
+
+def _hash_beside(hasher: Any, data: Buffer, io_call: Callable[[], Any]) -> Any:
+    """Run *io_call* while *hasher* takes *data* on another thread; return its result."""
+    global _overlap_pool
+    if memoryview(data).nbytes < OVERLAP_MIN:
+        result = io_call()
+        hasher.update(data)
+        return result
+    if _overlap_pool is None:
+        _overlap_pool = ThreadPoolExecutor(1, thread_name_prefix="nbversion-hash")
+    future = _overlap_pool.submit(hasher.update, data)
+    try:
+        return io_call()
+    finally:
+        future.result()
 
 _OBJECT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -66,6 +92,20 @@ class PutResult:
     new: bool
 
 
+def _preallocate(file: Any, size: int) -> None:
+    """Reserve *size* bytes for a local file; a no-op where that is not possible."""
+    try:
+        fd = file.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        # Filesystems without fallocate (some network mounts) simply grow the file.
+
+
 class _HashingWriter:
     """A write-only file that hashes and counts what passes through it."""
 
@@ -75,8 +115,7 @@ class _HashingWriter:
         self.size = 0
 
     def write(self, data: Buffer) -> int:
-        self.hasher.update(data)
-        self._file.write(data)
+        _hash_beside(self.hasher, data, lambda: self._file.write(data))
         n = memoryview(data).nbytes
         self.size += n
         return n
@@ -123,12 +162,19 @@ class VerifiedReader:
     def readinto(self, buffer: Buffer) -> int:
         view = memoryview(buffer).cast("B")
         total = 0
+        pending: memoryview | None = None  # read, not yet hashed: hashed during the next read
         while total < view.nbytes:
-            n = self._file.readinto(view[total : total + CHUNK_SIZE])
+            chunk = view[total : total + CHUNK_SIZE]
+            if pending is None:
+                n = self._file.readinto(chunk)
+            else:
+                n = _hash_beside(self._hasher, pending, lambda: self._file.readinto(chunk))
+            pending = chunk[:n] if n else None
             if not n:
                 break
-            self._hasher.update(view[total : total + n])
             total += n
+        if pending is not None:
+            self._hasher.update(pending)
         self.size += total
         return total
 
@@ -199,13 +245,20 @@ class ObjectStore:
         """Store *data* and return its id."""
         return self.put_buffers(lambda: [data])
 
-    def put_buffers(self, buffers: Callable[[], Iterable[Buffer]]) -> PutResult:
+    def put_buffers(
+        self, buffers: Callable[[], Iterable[Buffer]], *, probe: bool = True, size: int | None = None
+    ) -> PutResult:
         """Store the concatenation of the buffers that *buffers()* yields.
 
-        The buffers are hashed first, without copying; they are written only when the store
-        lacks that object, so an unchanged value costs one hash. Writing hashes again and
-        refuses to store bytes that changed between the two passes.
+        With *probe* (for values that are probably stored already), the buffers are hashed
+        first, without copying, and written only when the store lacks that object: an
+        unchanged value costs one hash. Writing hashes again and refuses bytes that changed
+        between the two passes. Without *probe* (a value that is probably new) they are
+        written and hashed in one pass, and the write is discarded if the object exists.
+        *size*, the total if known, lets a local file be allocated in one go.
         """
+        if not probe:
+            return self.put_stream(lambda file: [file.write(b) for b in buffers()], size=size)
         object_id = hash_buffers(buffers())
         if self.exists(object_id):
             return PutResult(object_id, sum(memoryview(b).nbytes for b in buffers()), False)
@@ -214,7 +267,7 @@ class ObjectStore:
             for buffer in buffers():
                 file.write(buffer)
 
-        put = self.put_stream(write_all)
+        put = self.put_stream(write_all, size=size)
         if put.object_id != object_id:
             raise CorruptObject(
                 f"the value changed while it was being stored (hashed to {object_id[:16]}..., "
@@ -222,16 +275,20 @@ class ObjectStore:
             )
         return put
 
-    def put_stream(self, write: Callable[[IO[bytes]], Any]) -> PutResult:
+    def put_stream(self, write: Callable[[IO[bytes]], Any], *, size: int | None = None) -> PutResult:
         """Store whatever *write(file)* writes to the file it is given, and return its id.
 
         The bytes go to a temporary object first; it is renamed to its id when complete, or
-        removed if that id is already stored or *write* raises.
+        removed if that id is already stored or *write* raises. *size*, when known, is
+        allocated up front on local disks (as ``numpy.save`` does): fewer, larger extents,
+        and an early "disk full".
         """
         self.fs.makedirs(self._tmp, exist_ok=True)
         tmp = f"{self._tmp}/{uuid.uuid4().hex}.tmp"
         try:
             with self.fs.open(tmp, "wb") as file:
+                if size:
+                    _preallocate(file, size)
                 writer = _HashingWriter(file)
                 write(writer)
             object_id = writer.hasher.hexdigest()

@@ -75,12 +75,18 @@ def capture(
     namespace: Mapping[str, Any],
     names: Iterable[str],
     store: ObjectStore,
+    previous: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Captured:
     """Store each named variable and return its artifacts, the metrics, and what was skipped.
 
     A variable that cannot be serialized is skipped with the reason; it never fails the
     capture. Errors of the store itself (disk full, a corrupt write) do fail it.
+
+    :param previous: the previous snapshot's variable artifacts by name. A variable of the
+        same type there is probably unchanged, so it is hashed before anything is written;
+        any other is written and hashed in one pass.
     """
+    previous = previous or {}
     result = Captured()
     for name in names:
         value = namespace[name]
@@ -90,7 +96,9 @@ def capture(
                 put = codecs.encode_source(value, store)
                 codec, kind, summary = "source", "code", {"defines": value.__qualname__}
             else:
-                codec, put = codecs.encode(value, store)
+                before = previous.get(name)
+                probe = before is not None and before["type"] == kind_of_type
+                codec, put = codecs.encode(value, store, probe=probe)
                 kind, summary = classify(value), summarize(value)
         except EncodeError as exc:
             result.skipped.append(Skipped(name, kind_of_type, str(exc)))
