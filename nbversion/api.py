@@ -22,7 +22,7 @@ from . import __version__, codecs
 from .capture import namespace as capture_ns
 from .catalog import Artifact, Catalog, Skipped, check_tag_name, new_id, short_id
 from .display import Table, format_bytes, relative_time
-from .errors import RefNotFound, UsageProblem
+from .errors import NbversionError, RefNotFound, UsageProblem
 from .project import Project
 
 PathLike = str | os.PathLike[str]
@@ -194,10 +194,9 @@ def restore(
                     )
         else:
             wanted = list(stored)
-        values = {
-            name: codecs.decode(stored[name]["codec"], stored[name]["object_id"], project.store)
-            for name in wanted
-        }
+        if exact and vars is not None:
+            raise UsageProblem("--exact restores a whole snapshot: it cannot be combined with --vars")
+        values = {name: _decode(stored[name], snapshot_id, project) for name in wanted}
         removed = []
         if exact:
             removed = [
@@ -222,7 +221,7 @@ def load(ref: str, name: str, *, repo: PathLike | None = None) -> Any:
         snapshot_id = catalog.resolve(ref)
         for artifact in catalog.artifacts(snapshot_id, "variable"):
             if artifact["name"] == name:
-                return codecs.decode(artifact["codec"], artifact["object_id"], project.store)
+                return _decode(artifact, snapshot_id, project)
     raise UsageProblem(f"variable {name!r} is not in snapshot {short_id(snapshot_id)}")
 
 
@@ -246,6 +245,16 @@ def log(n: int | None = 20, *, repo: PathLike | None = None) -> Table:
         ],
         empty=f"no snapshots yet in {project.root}",
     )
+
+
+def _decode(artifact: dict[str, Any], snapshot_id: str, project: Project) -> Any:
+    """Load one artifact's value; an error names the variable and the snapshot."""
+    try:
+        return codecs.decode(artifact["codec"], artifact["object_id"], project.store)
+    except NbversionError as exc:
+        raise type(exc)(
+            f"variable {artifact['name']!r} of snapshot {short_id(snapshot_id)}: {exc}"
+        ) from None
 
 
 def _open_existing(project: Project, ref: str) -> Catalog:

@@ -389,15 +389,3 @@ class Catalog:
             FROM page ORDER BY id DESC
         """
         return list(self.db.query(sql, {"limit": -1 if limit is None else limit}))
-
-    def existing_objects(self, object_ids: Sequence[str]) -> set[str]:
-        """Return which of *object_ids* the catalog already records."""
-        found: set[str] = set()
-        ids = list(object_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                r[0] for r in self.conn.execute(f"SELECT id FROM objects WHERE id IN ({marks})", chunk)
-            )
-        return found

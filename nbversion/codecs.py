@@ -27,7 +27,7 @@ from typing import Any
 
 import joblib
 
-from .errors import CorruptObject, EncodeError
+from .errors import CorruptObject, DecodeError, EncodeError
 from .store import CHUNK_SIZE, ObjectStore, PutResult
 
 #: Containers up to this many elements are checked for the JSON codec; bigger ones pickle.
@@ -113,7 +113,8 @@ def decode(codec: str, object_id: str, store: ObjectStore) -> Any:
     """Load the value stored as *object_id* with *codec*, verifying every byte.
 
     :raises MissingObject: when the object is not in the store.
-    :raises CorruptObject: when its bytes do not match its id, or do not decode.
+    :raises CorruptObject: when its bytes do not match its id.
+    :raises DecodeError: when verified bytes do not load (a pickled class that is not defined).
     """
     if codec == "npy":
         return _read_npy(store, object_id)
@@ -130,10 +131,8 @@ def decode(codec: str, object_id: str, store: ObjectStore) -> Any:
         if codec == "source":
             return data.decode()
     except Exception as exc:
-        raise CorruptObject(
-            f"object {object_id} cannot be decoded as {codec}: {exc}"
-        ) from exc
-    raise CorruptObject(f"object {object_id} has unknown codec {codec!r}")
+        raise DecodeError(f"object {object_id} cannot be loaded as {codec}: {exc}") from exc
+    raise DecodeError(f"object {object_id} has codec {codec!r}, unknown to this nbversion")
 
 
 # -- npy ------------------------------------------------------------------------------------
@@ -257,9 +256,7 @@ def _arrow_exact(pd: Any, series: Any, index: bool = False) -> bool:
         return dtype.storage == "pyarrow" and (not index or dtype.na_value is not pd.NA)
     if isinstance(dtype, pd.DatetimeTZDtype):
         return True
-    if dtype == object:
-        return False
-    return getattr(dtype, "kind", None) in _ARROW_KINDS
+    return getattr(dtype, "kind", None) in _ARROW_KINDS  # object ("O") columns never
 
 
 def _write_arrow(frame: Any, file: Any) -> None:

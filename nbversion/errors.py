@@ -47,5 +47,9 @@ class InvalidObjectId(ObjectError):
     """A string that is not a well-formed object id was about to become a path."""
 
 
+class DecodeError(NbversionError):
+    """Verified bytes could not be turned back into a value (e.g. its class is not defined)."""
+
+
 class EncodeError(NbversionError):
     """A value could not be serialized; the snapshot skips it and names it."""

@@ -6,6 +6,11 @@ renamed into place, so a reader never sees a partial object under its final name
 that is already present is never written again. Every read re-hashes the bytes and refuses
 them, naming the object, if they do not match the id.
 
+Change detection: before a buffer-backed value (an array) is BLAKE3-hashed, its bytes get a
+128-bit XXH3 fingerprint, about four times faster. A process-local memo maps fingerprints of
+bytes already stored to their BLAKE3 ids, so an unchanged array costs one fingerprint and a
+``stat``. Ids are always BLAKE3, and every read is verified against them.
+
 Example::
 
     store = ObjectStore.local(".nbversion/objects")
@@ -20,6 +25,7 @@ import io
 import os
 import re
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,8 +33,13 @@ from typing import IO, Any
 
 import blake3
 import fsspec
+import xxhash
 
 from .errors import CorruptObject, InvalidObjectId, MissingObject
+
+Buffer = bytes | bytearray | memoryview
+
+_OBJECT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 #: Bytes read or written per call when streaming.
 CHUNK_SIZE = 16 * 1024 * 1024
@@ -39,30 +50,50 @@ OVERLAP_MIN = 1024 * 1024
 
 _overlap_pool: ThreadPoolExecutor | None = None
 
+#: Fingerprints of bytes stored by this process -> their object ids (most recent last).
+_fingerprints: OrderedDict[bytes, str] = OrderedDict()
+FINGERPRINT_MEMO_SIZE = 100_000
 
-def _hash_beside(hasher: Any, data: Buffer, io_call: Callable[[], Any]) -> Any:
-    """Run *io_call* while *hasher* takes *data* on another thread; return its result."""
+
+def fingerprint(buffers: Iterable[Buffer]) -> bytes:
+    """Return the XXH3-128 fingerprint of the concatenated *buffers* (change detection only)."""
+    hasher = xxhash.xxh3_128()
+    for buffer in buffers:
+        hasher.update(buffer)
+    return hasher.digest()
+
+
+def _remember(print_: bytes, object_id: str) -> None:
+    _fingerprints[print_] = object_id
+    _fingerprints.move_to_end(print_)
+    while len(_fingerprints) > FINGERPRINT_MEMO_SIZE:
+        _fingerprints.popitem(last=False)
+
+
+def _hash_beside(update: Callable[[Buffer], Any], data: Buffer, io_call: Callable[[], Any]) -> Any:
+    """Run *io_call* while *update(data)* hashes on another thread; return its result."""
     global _overlap_pool
     if memoryview(data).nbytes < OVERLAP_MIN:
         result = io_call()
-        hasher.update(data)
+        update(data)
         return result
     if _overlap_pool is None:
         _overlap_pool = ThreadPoolExecutor(1, thread_name_prefix="nbversion-hash")
-    future = _overlap_pool.submit(hasher.update, data)
+    future = _overlap_pool.submit(update, data)
     try:
         return io_call()
     finally:
         future.result()
 
-_OBJECT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-
-Buffer = bytes | bytearray | memoryview
-
 
 def new_hasher() -> Any:
     """Return a BLAKE3 hasher that spreads large inputs over every core."""
     return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
+def _beside_io_hasher() -> Any:
+    """A one-thread BLAKE3 hasher, for hashing beside I/O: the I/O needs the other core."""
+    return blake3.blake3(max_threads=1)
 
 
 def hash_buffers(buffers: Iterable[Buffer]) -> str:
@@ -107,15 +138,21 @@ def _preallocate(file: Any, size: int) -> None:
 
 
 class _HashingWriter:
-    """A write-only file that hashes and counts what passes through it."""
+    """A write-only file that hashes (and optionally fingerprints) and counts what it writes."""
 
-    def __init__(self, file: IO[bytes]) -> None:
+    def __init__(self, file: IO[bytes], fingerprint: bool = False) -> None:
         self._file = file
-        self.hasher = new_hasher()
+        self.hasher = _beside_io_hasher()
+        self.printer = xxhash.xxh3_128() if fingerprint else None
         self.size = 0
 
+    def _update(self, data: Buffer) -> None:
+        self.hasher.update(data)
+        if self.printer is not None:
+            self.printer.update(data)
+
     def write(self, data: Buffer) -> int:
-        _hash_beside(self.hasher, data, lambda: self._file.write(data))
+        _hash_beside(self._update, data, lambda: self._file.write(data))
         n = memoryview(data).nbytes
         self.size += n
         return n
@@ -150,7 +187,7 @@ class VerifiedReader:
     def __init__(self, file: IO[bytes], object_id: str) -> None:
         self._file = file
         self.object_id = object_id
-        self._hasher = new_hasher()
+        self._hasher = _beside_io_hasher()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -168,7 +205,7 @@ class VerifiedReader:
             if pending is None:
                 n = self._file.readinto(chunk)
             else:
-                n = _hash_beside(self._hasher, pending, lambda: self._file.readinto(chunk))
+                n = _hash_beside(self._hasher.update, pending, lambda: self._file.readinto(chunk))
             pending = chunk[:n] if n else None
             if not n:
                 break
@@ -250,17 +287,25 @@ class ObjectStore:
     ) -> PutResult:
         """Store the concatenation of the buffers that *buffers()* yields.
 
-        With *probe* (for values that are probably stored already), the buffers are hashed
-        first, without copying, and written only when the store lacks that object: an
-        unchanged value costs one hash. Writing hashes again and refuses bytes that changed
-        between the two passes. Without *probe* (a value that is probably new) they are
-        written and hashed in one pass, and the write is discarded if the object exists.
+        Bytes this process stored before (same fingerprint, object still present) cost one
+        fingerprint and nothing else. Otherwise, with *probe* (for values that are probably
+        stored already), the buffers are hashed first, without copying, and written only
+        when the store lacks that object; writing hashes again and refuses bytes that
+        changed between the two passes. Without *probe* (a value that is probably new) they
+        are written and hashed in one pass, and the write is discarded if the object exists.
         *size*, the total if known, lets a local file be allocated in one go.
         """
         if not probe:
-            return self.put_stream(lambda file: [file.write(b) for b in buffers()], size=size)
+            return self.put_stream(
+                lambda file: [file.write(b) for b in buffers()], size=size, fingerprint=True
+            )
+        print_ = fingerprint(buffers())
+        known = _fingerprints.get(print_)
+        if known is not None and self.exists(known):
+            return PutResult(known, sum(memoryview(b).nbytes for b in buffers()), False)
         object_id = hash_buffers(buffers())
         if self.exists(object_id):
+            _remember(print_, object_id)
             return PutResult(object_id, sum(memoryview(b).nbytes for b in buffers()), False)
 
         def write_all(file: IO[bytes]) -> None:
@@ -273,15 +318,19 @@ class ObjectStore:
                 f"the value changed while it was being stored (hashed to {object_id[:16]}..., "
                 f"wrote {put.object_id[:16]}...)"
             )
+        _remember(print_, object_id)
         return put
 
-    def put_stream(self, write: Callable[[IO[bytes]], Any], *, size: int | None = None) -> PutResult:
+    def put_stream(
+        self, write: Callable[[IO[bytes]], Any], *, size: int | None = None, fingerprint: bool = False
+    ) -> PutResult:
         """Store whatever *write(file)* writes to the file it is given, and return its id.
 
         The bytes go to a temporary object first; it is renamed to its id when complete, or
         removed if that id is already stored or *write* raises. *size*, when known, is
         allocated up front on local disks (as ``numpy.save`` does): fewer, larger extents,
-        and an early "disk full".
+        and an early "disk full". With *fingerprint*, the bytes' fingerprint is memoized
+        too, so storing them again costs only a fingerprint.
         """
         self.fs.makedirs(self._tmp, exist_ok=True)
         tmp = f"{self._tmp}/{uuid.uuid4().hex}.tmp"
@@ -289,9 +338,11 @@ class ObjectStore:
             with self.fs.open(tmp, "wb") as file:
                 if size:
                     _preallocate(file, size)
-                writer = _HashingWriter(file)
+                writer = _HashingWriter(file, fingerprint)
                 write(writer)
             object_id = writer.hasher.hexdigest()
+            if writer.printer is not None:
+                _remember(writer.printer.digest(), object_id)
             final = self.path(object_id)
             if self.fs.exists(final):
                 self.fs.rm_file(tmp)

@@ -7,8 +7,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from nbversion import cli
 
 NBVERSION = str(Path(sys.executable).parent / "nbversion")

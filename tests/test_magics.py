@@ -301,3 +301,13 @@ def test_parent_follows_what_the_session_restored(shell, repo: Path) -> None:
     shell.run_cell("%snapshot three")
     parent = query(repo, "SELECT p.message FROM snapshots s JOIN snapshots p ON p.id = s.parent WHERE s.message = 'three'")
     assert parent == [("one",)]
+
+
+def test_value_whose_class_is_gone_names_variable_and_leaves_namespace(shell, repo: Path) -> None:
+    shell.run_cell("class Point:\n    def __init__(self):\n        self.x = 1\np = Point()\nq = 5")
+    shell.run_cell("%snapshot points")
+    shell.run_cell("del Point\nimport sys\ndel sys.modules['__main__'].__dict__['p']\nq = 6")
+    message = usage_error(shell, "%restore HEAD --vars p q")
+    assert message.startswith("variable 'p' of snapshot ") and "Point" in message
+    assert "corrupt" not in message and shell.user_ns["q"] == 6
+    assert "cannot be combined" in usage_error(shell, "%restore HEAD --vars q --exact")

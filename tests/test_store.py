@@ -93,3 +93,23 @@ def test_works_over_any_fsspec_filesystem() -> None:
         assert store.read_bytes(put.object_id) == b"in memory"
     finally:
         fs.rm("/nbv-test-objects", recursive=True)
+
+
+def test_fingerprint_memo_never_trusts_a_missing_object(store: ObjectStore) -> None:
+    data = [b"x" * 1000, b"y" * 1000]
+    first = store.put_buffers(lambda: data, probe=False)
+    assert first.new
+    again = store.put_buffers(lambda: data)
+    assert again == type(first)(first.object_id, 2000, False)
+    Path(store.path(first.object_id)).unlink()
+    third = store.put_buffers(lambda: data)  # the memo names it, but it is gone: store anew
+    assert third.new and store.read_bytes(third.object_id) == b"x" * 1000 + b"y" * 1000
+
+
+def test_changed_bytes_are_never_taken_for_stored_ones(store: ObjectStore) -> None:
+    buffer = bytearray(b"a" * 4096)
+    first = store.put_buffers(lambda: [buffer])
+    buffer[4000] = ord("b")
+    second = store.put_buffers(lambda: [buffer])
+    assert second.new and second.object_id != first.object_id
+    assert store.read_bytes(second.object_id) == bytes(buffer)
