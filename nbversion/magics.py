@@ -15,6 +15,7 @@ one-line ``UsageError`` (IPython shows it without a traceback); nothing is half 
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,16 +49,6 @@ _RESTORE = _parser(
 _SNAPSHOTS = _parser("%snapshots", cli.add_log_arguments, "List snapshots, newest first.")
 
 
-def _usage(parser: argparse.ArgumentParser) -> Callable[[F], F]:
-    """Make the magic's docstring its usage, so ``%snapshot?`` prints it."""
-
-    def decorate(function: F) -> F:
-        function.__doc__ = parser.format_help()
-        return function
-
-    return decorate
-
-
 @contextmanager
 def _one_line_errors() -> Iterator[None]:
     """Turn nbversion's errors into the one-line ``UsageError`` IPython shows plainly."""
@@ -67,17 +58,33 @@ def _one_line_errors() -> Iterator[None]:
         raise UsageError(str(exc)) from None
 
 
-def _parse(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace | None:
-    """Split *line* like a shell and parse it; ``None`` when only help was asked for."""
+def _split(prog: str, line: str) -> list[str]:
+    """Split *line* like a shell would."""
     try:
-        argv = shlex.split(line)
+        return shlex.split(line)
     except ValueError as exc:
-        raise UsageError(f"{parser.prog}: cannot split {line!r}: {exc}") from None
-    with _one_line_errors():
-        try:
-            return parser.parse_args(argv)
-        except SystemExit:  # -h / --help printed the usage
-            return None
+        raise UsageError(f"{prog}: cannot split {line!r}: {exc}") from None
+
+
+def _verb(parser: argparse.ArgumentParser) -> Callable[[F], F]:
+    """Make a magic of *function(self, args)*: split and parse the line with *parser*, turn
+    errors into one line, and use the parser's usage as docstring (``%snapshot?``)."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def magic(self: Magics, line: str) -> Any:
+            argv = _split(parser.prog, line)
+            with _one_line_errors():
+                try:
+                    args = parser.parse_args(argv)
+                except SystemExit:  # -h / --help printed the usage
+                    return None
+                return function(self, args)
+
+        magic.__doc__ = parser.format_help()
+        return magic  # type: ignore[return-value]
+
+    return decorate
 
 
 @magics_class
@@ -85,46 +92,32 @@ class NbversionMagics(Magics):
     """The magics ``%load_ext nbversion`` registers."""
 
     @line_magic
-    @_usage(_SNAPSHOT)
-    def snapshot(self, line: str) -> None:
-        args = _parse(_SNAPSHOT, line)
-        if args is None:
-            return
-        with _one_line_errors():
-            result = api.snapshot(
+    @_verb(_SNAPSHOT)
+    def snapshot(self, args: argparse.Namespace) -> None:
+        print(
+            api.snapshot(
                 " ".join(args.message), self.shell.user_ns, tag=args.tag, vars=args.vars,
                 exclude=args.exclude,
             )
-        print(result)
+        )
 
     @line_magic
-    @_usage(_RESTORE)
-    def restore(self, line: str) -> None:
-        args = _parse(_RESTORE, line)
-        if args is None:
-            return
-        with _one_line_errors():
-            result = api.restore(args.ref, self.shell.user_ns, vars=args.vars, exact=args.exact)
-        print(result)
+    @_verb(_RESTORE)
+    def restore(self, args: argparse.Namespace) -> None:
+        print(api.restore(args.ref, self.shell.user_ns, vars=args.vars, exact=args.exact))
 
     @line_magic
-    @_usage(_SNAPSHOTS)
-    def snapshots(self, line: str) -> Any:
-        args = _parse(_SNAPSHOTS, line)
-        if args is None:
-            return None
-        with _one_line_errors():
-            return api.log(None if args.all else args.n)
+    @_verb(_SNAPSHOTS)
+    def snapshots(self, args: argparse.Namespace) -> Any:
+        return api.log(None if args.all else args.n)
 
     @line_magic
-    @_usage(cli.build_parser("%nbversion"))
     def nbversion(self, line: str) -> Any:
-        try:
-            argv = shlex.split(line)
-        except ValueError as exc:
-            raise UsageError(f"%nbversion: cannot split {line!r}: {exc}") from None
+        argv = _split("%nbversion", line)
         with _one_line_errors():
             try:
                 return cli.run(argv, prog="%nbversion")
-            except SystemExit:
+            except SystemExit:  # --help
                 return None
+
+    nbversion.__doc__ = cli.build_parser("%nbversion").format_help()
