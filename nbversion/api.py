@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__, codecs
+from . import worktree
+from .capture import environment as capture_env
+from .capture import files as capture_files
+from .capture import git_state as capture_git
 from .capture import namespace as capture_ns
+from .capture import notebook as capture_notebook
+from .capture.git_state import GitState
 from .catalog import Artifact, Catalog, Skipped, check_tag_name, new_id, short_id
 from .display import Table, format_bytes, relative_time
 from .errors import NbversionError, RefNotFound, UsageProblem
@@ -30,10 +36,13 @@ PathLike = str | os.PathLike[str]
 # The snapshot this process last took or restored, per catalog: the next one's parent.
 _session_parent: dict[str, str] = {}
 
+# Things said once per process.
+_said = {"notebook": False}
+
 
 @dataclass
 class SnapshotResult:
-    """What :func:`snapshot` recorded. ``str()`` gives the one-line summary."""
+    """What :func:`snapshot` recorded. ``str()`` gives the summary line (and any notes)."""
 
     id: str
     message: str
@@ -41,6 +50,8 @@ class SnapshotResult:
     metrics: dict[str, float | None]
     skipped: list[Skipped]
     tag: str | None = None
+    git: GitState | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def short_id(self) -> str:
@@ -49,48 +60,59 @@ class SnapshotResult:
     @property
     def new_bytes(self) -> int:
         """Bytes this snapshot added to the object store."""
-        return sum(a.size for a in self.artifacts if a.new)
+        return sum(a.new_bytes for a in self.artifacts)
 
     @property
     def reused_bytes(self) -> int:
         """Bytes it references that were already stored (by an earlier snapshot or twice)."""
-        return sum(a.size for a in self.artifacts if not a.new)
+        return sum(a.size for a in self.artifacts) - self.new_bytes
 
     def __str__(self) -> str:
-        kinds = Counter(a.kind for a in self.artifacts)
+        variables = [a for a in self.artifacts if a.source == "variable"]
+        kinds = Counter(a.kind for a in variables)
         detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         line = f"snapshot {self.short_id}"
         if self.tag:
             line += f" ({self.tag})"
-        line += f' "{self.message}": {_plural(len(self.artifacts), "variable")}'
+        line += f' "{self.message}": {_plural(len(variables), "variable")}'
         if detail:
             line += f" ({detail})"
+        files = sum(
+            a.summary.get("files", 0) if a.codec == "tree" else 1 for a in self.artifacts if a.source == "file"
+        )
+        if files:
+            line += f", {_plural(files, 'file')}"
         line += f", {_plural(len(self.metrics), 'metric')}"
+        if self.git is not None and self.git.is_repo:
+            state = "dirty" if self.git.dirty else "clean"
+            line += f", git {self.git.commit[:7] if self.git.commit else '(no commit)'} {state}"
         line += f"; {format_bytes(self.new_bytes)} new, {format_bytes(self.reused_bytes)} reused"
         if self.skipped:
             line += "; skipped " + ", ".join(f"{s.name} ({s.reason})" for s in self.skipped)
-        return line
+        return "\n".join([line, *(f"note: {n}" for n in self.notes)])
 
 
 @dataclass
 class RestoreResult:
-    """What :func:`restore` did. ``str()`` gives the one-line summary."""
+    """What :func:`restore` did. ``str()`` gives the summary line (and any warnings)."""
 
     id: str
     message: str
     restored: list[str]
     removed: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        line = (
-            f'restored {_plural(len(self.restored), "variable")} from {short_id(self.id)} '
-            f'"{self.message}"'
-        )
+        line = f'restored {_plural(len(self.restored), "variable")}'
+        if self.files:
+            line += f" and {_plural(len(self.files), 'file')}"
+        line += f' from {short_id(self.id)} "{self.message}"'
         if self.restored:
             line += ": " + ", ".join(self.restored)
         if self.removed:
             line += "; removed " + ", ".join(self.removed)
-        return line
+        return "\n".join([line, *(f"warning: {w}" for w in self.warnings)])
 
 
 def snapshot(
@@ -100,9 +122,16 @@ def snapshot(
     tag: str | None = None,
     vars: Iterable[str] | None = None,
     exclude: Iterable[str] = (),
+    files: Iterable[str] = (),
+    notebook: str | None = None,
     repo: PathLike | None = None,
 ) -> SnapshotResult:
-    """Freeze the notebook's variables under *message* and return what was recorded.
+    """Freeze the notebook's variables, code and tracked files under *message*.
+
+    Besides the variables, a snapshot keeps the git state (commit, branch, the uncommitted
+    diff, small untracked files), the cells the kernel ran in the order it ran them, the
+    notebook file when its path is known, the installed packages, and the files tracked by
+    ``[tool.nbversion] track`` plus *files*.
 
     :param message: what this snapshot is, for people (required, like a commit message).
     :param namespace: the variables; default: the running IPython shell's, else the caller's
@@ -110,8 +139,11 @@ def snapshot(
     :param tag: a name for the snapshot, usable as a ref (must not exist yet).
     :param vars: only these variables (default: every user variable).
     :param exclude: leave these variables out.
+    :param files: files or directories to keep too (besides the configured ones).
+    :param notebook: the notebook file, when the kernel cannot find it by itself.
     :param repo: a directory inside the repository (default: the current directory).
-    :raises UsageProblem: empty message, bad tag name, or a named variable that is not defined.
+    :raises UsageProblem: empty message, bad tag name, a named variable that is not defined,
+        a file that does not exist or is outside the repository.
     :raises TagExists: when *tag* already names a snapshot.
     """
     if not isinstance(message, str) or not message.strip():
@@ -131,28 +163,53 @@ def snapshot(
     names = [n for n in names if n not in excluded]
 
     project = Project.find(repo)
-    with project.open_catalog() as catalog:
+    config = project.config()
+    notebook_path = capture_notebook.find_notebook(namespace, notebook, config.notebook)
+    if notebook is not None and notebook_path is None:
+        raise UsageProblem(f"notebook {notebook!r} is not an existing .ipynb file")
+    with project.open_catalog() as catalog, project.stat_cache() as cache:
         if tag is not None:
             catalog.check_tag_free(tag)
         parent = _session_parent.get(str(catalog.path)) or catalog.head()
         previous = {a["name"]: a for a in catalog.artifacts(parent, "variable")} if parent else {}
         captured = capture_ns.capture(namespace, names, project.store, previous)
+        tracked = capture_files.capture(project.root, project.store, config, cache, list(files))
+        git, git_artifacts = capture_git.capture(
+            project.root, project.store, config.untracked_max_bytes, skip=tracked.paths
+        )
+        code = capture_notebook.capture(namespace, project.root, project.store, notebook_path)
+        environment = capture_env.capture()
+        artifacts = [*captured.artifacts, *tracked.artifacts, *git_artifacts, *code]
         snapshot_id = new_id()
-        catalog.add_snapshot(
+        checkpointed = catalog.add_snapshot(
             snapshot_id=snapshot_id,
             message=message,
             parent=parent,
-            artifacts=captured.artifacts,
+            artifacts=artifacts,
             metrics=captured.metrics,
             skipped=captured.skipped,
             tag=tag,
+            notebook=next((a.path for a in code if a.type == "ipynb"), None),
+            git=git.row(),
+            environment=environment,
+            tree_entries=tracked.tree_entries,
             nbversion_version=__version__,
-            python_version=platform.python_version(),
+            python_version=environment.python_version,
         )
         _session_parent[str(catalog.path)] = snapshot_id
-    return SnapshotResult(
-        snapshot_id, message, captured.artifacts, captured.metrics, captured.skipped, tag
-    )
+    notes = list(tracked.notes)
+    if not checkpointed:
+        notes.append(
+            f"another connection is reading {project.catalog_path.name}, so its WAL could not be "
+            "folded in yet: commit it to git after the next snapshot"
+        )
+    if notebook_path is None and "In" in namespace and not _said["notebook"]:
+        _said["notebook"] = True
+        notes.append(
+            "the notebook file's path is unknown, so only the executed cells are kept; "
+            "pass --notebook PATH or set [tool.nbversion] notebook to keep the .ipynb too"
+        )
+    return SnapshotResult(snapshot_id, message, artifacts, captured.metrics, captured.skipped, tag, git, notes)
 
 
 def restore(
@@ -161,54 +218,78 @@ def restore(
     *,
     vars: Iterable[str] | None = None,
     exact: bool = False,
+    files: bool = True,
+    files_only: bool = False,
+    force: bool = False,
     repo: PathLike | None = None,
 ) -> RestoreResult:
-    """Bring back the variables of the snapshot *ref* names.
+    """Bring back the variables and tracked files of the snapshot *ref* names.
 
-    Everything is loaded and verified first; only then is the namespace changed, so an error
-    leaves it exactly as it was. Variables the snapshot does not have are left alone, unless
-    *exact* (then they are removed). Functions and classes are kept as code, not restored.
+    Everything is loaded and verified first; only then are the namespace and the files
+    changed, so an error leaves both exactly as they were. Variables the snapshot does not
+    have are left alone, unless *exact* (then they are removed). Functions and classes are
+    kept as code, not restored. A file whose current content no snapshot holds is not
+    overwritten unless *force*.
 
     :param ref: ``HEAD``, ``HEAD~N``, a tag, or an id prefix.
-    :param vars: only these variables.
+    :param vars: only these variables (and no files).
     :param exact: also remove user variables the snapshot did not have.
+    :param files: restore tracked files too (default).
+    :param files_only: restore only the files, no variable.
+    :param force: overwrite files even when their current content is in no snapshot.
     :raises RefNotFound: / :raises AmbiguousRef: for a bad ref.
-    :raises UsageProblem: when a requested variable is not in the snapshot.
+    :raises UsageProblem: a requested variable not in the snapshot, an unsafe path, or a file
+        with unsaved work.
     :raises MissingObject: / :raises CorruptObject: when stored bytes are missing or damaged.
     """
-    namespace, hidden = _namespace(namespace)
+    if exact and vars is not None:
+        raise UsageProblem("--exact restores a whole snapshot: it cannot be combined with --vars")
+    if files_only and (vars is not None or exact or not files):
+        raise UsageProblem("--files-only cannot be combined with --vars, --exact or --no-files")
+    if not files_only:
+        namespace, hidden = _namespace(namespace)
     project = Project.find(repo)
-    with _open_existing(project, ref) as catalog:
+    with _open_existing(project, ref) as catalog, project.stat_cache() as cache:
         snapshot_id = catalog.resolve(ref)
         record = catalog.snapshot(snapshot_id)
         stored = {
             a["name"]: a for a in catalog.artifacts(snapshot_id, "variable") if a["codec"] != "source"
         }
-        if vars is not None:
-            wanted = list(dict.fromkeys(vars))
-            for name in wanted:
-                if name not in stored:
-                    raise UsageProblem(
-                        f"variable {name!r} is not in snapshot {short_id(snapshot_id)}"
-                        f" (it has: {', '.join(stored) or 'no variables'})"
-                    )
-        else:
-            wanted = list(stored)
-        if exact and vars is not None:
-            raise UsageProblem("--exact restores a whole snapshot: it cannot be combined with --vars")
+        wanted: list[str] = []
+        if not files_only:
+            if vars is not None:
+                wanted = list(dict.fromkeys(vars))
+                for name in wanted:
+                    if name not in stored:
+                        raise UsageProblem(
+                            f"variable {name!r} is not in snapshot {short_id(snapshot_id)}"
+                            f" (it has: {', '.join(stored) or 'no variables'})"
+                        )
+            else:
+                wanted = list(stored)
         values = {name: _decode(stored[name], snapshot_id, project) for name in wanted}
-        removed = []
-        if exact:
-            removed = [
-                n
-                for n in capture_ns.user_variables(namespace, hidden)
-                if n not in stored and not capture_ns.is_code(namespace[n])
-            ]
-        namespace.update(values)
-        for name in removed:
-            del namespace[name]
+        warnings = _library_warnings([stored[name] for name in wanted])
+        changed: list[str] = []
+        if (files and vars is None) or files_only:
+            planned = worktree.plan(catalog, project.store, catalog.artifacts(snapshot_id, "file"))
+            changed = worktree.restore_files(project.root, catalog, project.store, cache, planned, force=force)
+        if not files_only:
+            removed = []
+            if exact:
+                # Variables the snapshot could not keep are not "absent" from it: keep them.
+                kept = set(stored) | set(catalog.skipped(snapshot_id))
+                removed = [
+                    n
+                    for n in capture_ns.user_variables(namespace, hidden)
+                    if n not in kept and not capture_ns.is_code(namespace[n])
+                ]
+            namespace.update(values)
+            for name in removed:
+                del namespace[name]
+        else:
+            removed = []
         _session_parent[str(catalog.path)] = snapshot_id
-    return RestoreResult(snapshot_id, record["message"], wanted, removed)
+    return RestoreResult(snapshot_id, record["message"], wanted, removed, changed, warnings)
 
 
 def load(ref: str, name: str, *, repo: PathLike | None = None) -> Any:
@@ -255,6 +336,22 @@ def _decode(artifact: dict[str, Any], snapshot_id: str, project: Project) -> Any
         raise type(exc)(
             f"variable {artifact['name']!r} of snapshot {short_id(snapshot_id)}: {exc}"
         ) from None
+
+
+def _library_warnings(artifacts: list[dict[str, Any]]) -> list[str]:
+    """Say when a pickled value's library has a different version now than when it was saved."""
+    warnings = []
+    for artifact in artifacts:
+        saved = artifact["summary"].get("library")
+        if artifact["codec"] != "joblib" or not saved:
+            continue
+        now = capture_env.library_of(saved["module"])
+        if now is not None and now["version"] != saved["version"]:
+            warnings.append(
+                f"{artifact['name']} was saved with {saved['name']} {saved['version']}; "
+                f"this kernel has {now['version']}"
+            )
+    return warnings
 
 
 def _open_existing(project: Project, ref: str) -> Catalog:

@@ -44,7 +44,7 @@ SHORT_ID_LENGTH = 10
 MIN_PREFIX_LENGTH = 4
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-_HEAD_RE = re.compile(r"^HEAD(?:~(\d+)|(\^+))?$")
+_HEAD_RE = re.compile(r"^HEAD(?:~(\d*)|(\^+))?$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,99}$")
 
 _id_lock = threading.Lock()
@@ -104,7 +104,10 @@ class Artifact:
     """One thing a snapshot holds: a variable, a file, the git state, ...
 
     ``object_id`` names the blob in the object store holding its bytes (``None`` when the
-    artifact has no bytes); ``summary`` is what a person wants to see without loading it.
+    artifact has no bytes); ``size`` is the bytes it stands for (a directory: all its files),
+    ``object_size`` the size of that one blob when different (a directory's manifest);
+    ``new_bytes`` what storing it added to the store; ``summary`` is what a person wants to
+    see without loading it.
     """
 
     kind: str
@@ -116,7 +119,8 @@ class Artifact:
     size: int
     summary: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
-    new: bool = False
+    new_bytes: int = 0
+    object_size: int | None = None
 
 
 @dataclass
@@ -191,14 +195,26 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run the block in one ``BEGIN IMMEDIATE`` transaction: all of it, or none of it."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction: all of it, or none of it.
+
+        :raises CatalogError: when SQLite fails (locked past the busy timeout, disk full,
+            read-only file); nothing of the block is kept.
+        """
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:  # SQLite may have rolled back already
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
             raise
-        self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise CatalogError(f"catalog {self.path} could not be written: {exc}") from None
 
     def add_snapshot(
         self,
@@ -212,40 +228,64 @@ class Catalog:
         tag: str | None = None,
         notebook: str | None = None,
         git: dict[str, Any] | None = None,
+        environment: Any = None,
+        tree_entries: dict[str, list[dict[str, Any]]] | None = None,
         nbversion_version: str,
         python_version: str,
-    ) -> None:
+    ) -> bool:
         """Record one snapshot and everything it holds, in one transaction.
 
-        The blobs the artifacts name must already be in the object store.
+        The blobs the artifacts (and the *tree_entries*: manifest id -> its files) name must
+        already be in the object store. *environment* is a
+        :class:`~nbversion.capture.environment.Environment`.
 
+        :returns: whether the WAL was checkpointed (see :meth:`checkpoint`).
         :raises TagExists: when *tag* already names a snapshot (nothing is written).
         """
         git = git or {}
+        tree_entries = tree_entries or {}
         created_at = id_time(snapshot_id).isoformat()
+        objects = {a.object_id: a.size if a.object_size is None else a.object_size for a in artifacts if a.object_id}
+        for entries in tree_entries.values():
+            objects.update((e["object_id"], e["size"]) for e in entries)
         with self.transaction() as conn:
             if parent is not None and not self._exists(parent):
                 parent = None
             if tag is not None:
                 self._check_tag_free(tag)
+            if environment is not None:
+                known = conn.execute("SELECT 1 FROM environments WHERE id = ?", (environment.id,)).fetchone()
+                if known is None:
+                    conn.execute(
+                        "INSERT INTO environments (id, python_version, platform) VALUES (?, ?, ?)",
+                        (environment.id, environment.python_version, environment.platform),
+                    )
+                    conn.executemany(
+                        "INSERT INTO packages (environment_id, name, version) VALUES (?, ?, ?)",
+                        [(environment.id, name, version) for name, version in environment.packages],
+                    )
             conn.execute(
                 "INSERT INTO snapshots (id, parent, created_at, message, notebook, git_commit,"
-                " git_branch, git_dirty, nbversion_version, python_version)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " git_branch, git_dirty, nbversion_version, python_version, environment_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     snapshot_id, parent, created_at, message, notebook, git.get("commit"),
                     git.get("branch"), git.get("dirty"), nbversion_version, python_version,
+                    environment.id if environment is not None else None,
                 ),
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO objects (id, size, created_at, first_snapshot_id)"
                 " VALUES (?, ?, ?, ?)",
-                [
-                    (a.object_id, a.size, created_at, snapshot_id)
-                    for a in artifacts
-                    if a.object_id is not None
-                ],
+                [(object_id, size, created_at, snapshot_id) for object_id, size in objects.items()],
             )
+            for tree_id, entries in tree_entries.items():
+                if conn.execute("SELECT 1 FROM tree_entries WHERE tree_id = ? LIMIT 1", (tree_id,)).fetchone():
+                    continue  # an unchanged directory: its entries are recorded already
+                conn.executemany(
+                    "INSERT INTO tree_entries (tree_id, path, object_id, size, kind) VALUES (?, ?, ?, ?, ?)",
+                    [(tree_id, e["path"], e["object_id"], e["size"], e["kind"]) for e in entries],
+                )
             conn.executemany(
                 "INSERT INTO artifacts (snapshot_id, kind, source, name, path, type, codec,"
                 " object_id, size, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -270,11 +310,26 @@ class Catalog:
                     "INSERT INTO tags (name, snapshot_id, created_at) VALUES (?, ?, ?)",
                     (tag, snapshot_id, created_at),
                 )
-        self.checkpoint()
+        return self.checkpoint()
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the main file so the ``.db`` that git commits is complete."""
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the main file so the ``.db`` that git commits is complete.
+
+        Waits at most a couple of seconds for other connections' reads to finish.
+
+        :returns: whether the main file now holds everything.
+        """
+        self.conn.execute("PRAGMA busy_timeout = 2000")
+        try:
+            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                busy, log, done = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                return log == done
+            return True
+        except sqlite3.Error:
+            return False
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -290,6 +345,16 @@ class Catalog:
     def _exists(self, snapshot_id: str) -> bool:
         row = self.conn.execute("SELECT 1 FROM snapshots WHERE id = ?", (snapshot_id,))
         return row.fetchone() is not None
+
+    def object_is_referenced(self, object_id: str) -> bool:
+        """Whether any snapshot holds *object_id* (as an artifact or inside a directory)."""
+        return bool(
+            self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM artifacts WHERE object_id = :o)"
+                " OR EXISTS (SELECT 1 FROM tree_entries WHERE object_id = :o)",
+                {"o": object_id},
+            ).fetchone()[0]
+        )
 
     def head(self) -> str | None:
         """Return the id of the newest snapshot, or ``None`` when there is none."""
@@ -311,7 +376,9 @@ class Catalog:
             raise RefNotFound("an empty ref names no snapshot")
         head = _HEAD_RE.match(ref)
         if head:
-            back = int(head.group(1)) if head.group(1) else len(head.group(2) or "")
+            tilde, carets = head.group(1), head.group(2)
+            back = (int(tilde) if tilde else 1) if tilde is not None else len(carets or "")
+            back = min(back, 2**62)  # past the end either way; SQLite integers are 64-bit
             row = self.conn.execute(
                 "SELECT id FROM snapshots ORDER BY id DESC LIMIT 1 OFFSET ?", (back,)
             ).fetchone()
@@ -359,6 +426,11 @@ class Catalog:
         ]
         return record
 
+    def skipped(self, snapshot_id: str) -> list[str]:
+        """Return the names of the variables *snapshot_id* could not keep."""
+        rows = self.conn.execute("SELECT name FROM skipped WHERE snapshot_id = ?", (snapshot_id,))
+        return [r[0] for r in rows]
+
     def artifacts(self, snapshot_id: str, source: str | None = None) -> list[dict[str, Any]]:
         """Return the artifacts of a snapshot (optionally of one *source*), summaries decoded."""
         sql = "SELECT * FROM artifacts WHERE snapshot_id = ?"
@@ -389,3 +461,77 @@ class Catalog:
             FROM page ORDER BY id DESC
         """
         return list(self.db.query(sql, {"limit": -1 if limit is None else limit}))
+
+
+class StatCache:
+    """What each file's bytes hashed to, keyed by the file's ``stat``, like DVC's state db.
+
+    An unchanged file (same inode, size and modification time) then costs a ``stat``, not a
+    re-hash. It is machine-local, so it lives beside the catalog in ``state.db``, which git
+    ignores. Losing it only costs re-hashing.
+
+    :param path: the cache file, created when missing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS stat_cache (path TEXT PRIMARY KEY, inode INTEGER NOT NULL,"
+                " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, object_id TEXT NOT NULL)"
+            )
+        except sqlite3.DatabaseError:
+            # A damaged cache is only a cache: start a new one.
+            self.path.unlink(missing_ok=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+            self.conn.execute(
+                "CREATE TABLE stat_cache (path TEXT PRIMARY KEY, inode INTEGER NOT NULL,"
+                " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, object_id TEXT NOT NULL)"
+            )
+        self._rows: dict[str, tuple[int, int, int, str]] | None = None
+        self._pending: dict[str, tuple[int, int, int, str]] = {}
+
+    def lookup(self, path: str, stat: os.stat_result) -> str | None:
+        """Return the object id of *path* if its stat is the one recorded with it."""
+        if self._rows is None:
+            self._rows = {
+                r[0]: (r[1], r[2], r[3], r[4])
+                for r in self.conn.execute("SELECT path, inode, size, mtime_ns, object_id FROM stat_cache")
+            }
+        row = self._pending.get(path) or self._rows.get(path)
+        if row and row[:3] == (stat.st_ino, stat.st_size, stat.st_mtime_ns):
+            return row[3]
+        return None
+
+    def record(self, path: str, stat: os.stat_result, object_id: str) -> None:
+        """Remember that *path*, with this stat, holds *object_id* (saved by :meth:`save`)."""
+        self._pending[path] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, object_id)
+
+    def save(self) -> None:
+        """Write what :meth:`record` collected, in one transaction."""
+        if not self._pending:
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO stat_cache (path, inode, size, mtime_ns, object_id) VALUES (?, ?, ?, ?, ?)",
+                [(p, *row) for p, row in self._pending.items()],
+            )
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        if self._rows is not None:
+            self._rows.update(self._pending)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> StatCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

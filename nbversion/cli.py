@@ -8,6 +8,7 @@ this command line and by the matching magic (``%snapshot``, ``%restore``, ``%sna
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -97,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except NbversionError as exc:
         print(f"nbversion: error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as exc:
+        print(f"nbversion: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("nbversion: interrupted", file=sys.stderr)

@@ -6,6 +6,7 @@ codec      used for                                               on restore
 ``npy``    NumPy arrays without Python objects (no pickle)        ``np.load``-compatible file
 ``arrow``  pandas DataFrames whose columns Arrow keeps exactly    Arrow IPC file
 ``json``   plain ``None``/bool/int/float/str and lists/dicts      JSON text
+``pickle`` NumPy array subclasses (``np.matrix``, ...)            ``pickle.loads``
 ``joblib`` everything else that can be pickled                    ``joblib.load``
 ``source`` functions and classes defined in the notebook          source text (not restored)
 =========  ====================================================  ==========================
@@ -21,13 +22,14 @@ import inspect
 import io
 import json
 import linecache
+import pickle
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import joblib
 
-from .errors import CorruptObject, DecodeError, EncodeError
+from .errors import CorruptObject, DecodeError, EncodeError, ObjectError
 from .store import CHUNK_SIZE, ObjectStore, PutResult
 
 #: Containers up to this many elements are checked for the JSON codec; bigger ones pickle.
@@ -45,10 +47,15 @@ def choose(value: Any) -> str:
     """Return the name of the codec that will store *value*."""
     if _is_plain_array(value):
         return "npy"
+    if _is_array_subclass(value):
+        return "pickle"  # joblib gives np.matrix back as a plain ndarray
     if _is_arrow_frame(value):
         return "arrow"
-    if _is_json_plain(value, [0]):
-        return "json"
+    try:
+        if _is_json_plain(value, [0]):
+            return "json"
+    except RecursionError:  # a list that contains itself, or nesting deeper than JSON goes
+        pass
     return "joblib"
 
 
@@ -58,6 +65,7 @@ def encode(value: Any, store: ObjectStore, *, probe: bool = True) -> tuple[str, 
     :param probe: the value is probably stored already (an earlier snapshot had it): hash
         it before deciding to write. ``False`` writes and hashes a new value in one pass.
     :raises EncodeError: when the value cannot be serialized (open files, locks, ...).
+    :raises ObjectError: when the store itself fails (disk full, ...): not the value's fault.
     """
     codec = choose(value)
     try:
@@ -65,12 +73,23 @@ def encode(value: Any, store: ObjectStore, *, probe: bool = True) -> tuple[str, 
             size = len(_npy_header(value)) + value.nbytes
             return codec, store.put_buffers(lambda: _npy_buffers(value), probe=probe, size=size)
         if codec == "arrow":
-            return codec, store.put_stream(lambda file: _write_arrow(value, file))
+            try:
+                return codec, store.put_stream(lambda file: _write_arrow(value, file))
+            except ObjectError:
+                raise
+            except Exception:
+                codec = "joblib"  # Arrow refused a column after all: pickle it exactly
         if codec == "json":
-            text = json.dumps(value, ensure_ascii=False).encode()
-            return codec, store.put_bytes(text)
-        return codec, store.put_stream(lambda file: joblib.dump(value, file))
-    except CorruptObject:
+            try:
+                text = json.dumps(value, ensure_ascii=False).encode()
+            except (ValueError, RecursionError):  # ints over the digit limit, lone surrogates
+                codec = "joblib"
+            else:
+                return codec, store.put_bytes(text)
+        if codec == "pickle":
+            return codec, store.put_stream(lambda file: pickle.dump(value, file, protocol=5))
+        return "joblib", store.put_stream(lambda file: joblib.dump(value, file))
+    except ObjectError:
         raise
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -128,6 +147,8 @@ def decode(codec: str, object_id: str, store: ObjectStore) -> Any:
             return pa.ipc.open_file(pa.py_buffer(data)).read_all().to_pandas()
         if codec == "joblib":
             return joblib.load(io.BytesIO(data))
+        if codec == "pickle":
+            return pickle.loads(data)
         if codec == "source":
             return data.decode()
     except Exception as exc:
@@ -140,11 +161,18 @@ def decode(codec: str, object_id: str, store: ObjectStore) -> Any:
 
 def _is_plain_array(value: Any) -> bool:
     np = sys.modules.get("numpy")
-    return (
-        np is not None
-        and type(value) is np.ndarray
-        and not value.dtype.hasobject
-    )
+    if np is None or type(value) is not np.ndarray or value.dtype.hasobject:
+        return False
+    try:
+        _npy_header(value)
+    except (UnicodeEncodeError, EncodeError):  # field names beyond latin-1: pickle instead
+        return False
+    return True
+
+
+def _is_array_subclass(value: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.ndarray) and type(value) is not np.ndarray
 
 
 def _npy_header(array: Any) -> bytes:
@@ -198,10 +226,9 @@ def _read_npy(store: ObjectStore, object_id: str) -> Any:
     with store.open(object_id) as reader:
         try:
             version = npformat.read_magic(reader)
-            if version == (1, 0):
-                shape, fortran, dtype = npformat.read_array_header_1_0(reader)
-            else:
-                shape, fortran, dtype = npformat.read_array_header_2_0(reader)
+            # The header is our own and hash-verified: no need for numpy's size guard.
+            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, fortran, dtype = read_header(reader, max_header_size=sys.maxsize)
         except ValueError as exc:
             raise CorruptObject(f"object {object_id} is not a valid .npy file: {exc}") from None
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
@@ -235,6 +262,8 @@ def _is_arrow_frame(value: Any) -> bool:
         or value.attrs
     ):
         return False
+    if getattr(value.index, "freq", None) is not None:
+        return False  # Arrow does not keep a DatetimeIndex's freq
     index_levels = (
         [value.index.get_level_values(i) for i in range(value.index.nlevels)]
         if isinstance(value.index, pd.MultiIndex)
@@ -249,6 +278,12 @@ def _is_arrow_frame(value: Any) -> bool:
 
 def _arrow_exact(pd: Any, series: Any, index: bool = False) -> bool:
     dtype = series.dtype
+    if isinstance(dtype, pd.SparseDtype):
+        return False
+    if index and isinstance(dtype, pd.api.extensions.ExtensionDtype) and not isinstance(
+        dtype, (pd.StringDtype, pd.CategoricalDtype, pd.DatetimeTZDtype)
+    ):
+        return False  # nullable Int64/Float64/boolean indexes come back as numpy dtypes
     if isinstance(dtype, pd.CategoricalDtype):
         return _arrow_exact(pd, pd.Series(dtype.categories), index)
     if isinstance(dtype, pd.StringDtype):

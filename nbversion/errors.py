@@ -43,6 +43,10 @@ class CorruptObject(ObjectError):
     """An object's bytes do not hash to its id."""
 
 
+class StoreWriteError(ObjectError):
+    """The object store could not be written (disk full, no permission, ...)."""
+
+
 class InvalidObjectId(ObjectError):
     """A string that is not a well-formed object id was about to become a path."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import shlex
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -56,6 +57,8 @@ def _one_line_errors() -> Iterator[None]:
         yield
     except NbversionError as exc:
         raise UsageError(str(exc)) from None
+    except (OSError, sqlite3.Error) as exc:  # the machine's trouble, not a bug: say it in one line
+        raise UsageError(f"{type(exc).__name__}: {exc}") from None
 
 
 def _split(prog: str, line: str) -> list[str]:

@@ -88,6 +88,43 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        2,
+        "code, files and environment",
+        """
+        CREATE TABLE environments (
+            id TEXT PRIMARY KEY,
+            python_version TEXT NOT NULL,
+            platform TEXT NOT NULL
+        );
+        CREATE TABLE packages (
+            environment_id TEXT NOT NULL REFERENCES environments(id),
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            PRIMARY KEY (environment_id, name)
+        );
+        ALTER TABLE snapshots ADD COLUMN environment_id TEXT REFERENCES environments(id);
+        CREATE TABLE tree_entries (
+            tree_id TEXT NOT NULL REFERENCES objects(id),
+            path TEXT NOT NULL,
+            object_id TEXT NOT NULL REFERENCES objects(id),
+            size INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('code', 'data', 'model', 'other')),
+            PRIMARY KEY (tree_id, path)
+        );
+        CREATE INDEX tree_entries_object_id ON tree_entries(object_id);
+        CREATE VIEW snapshot_packages AS
+            SELECT s.id AS snapshot_id, p.name, p.version
+            FROM snapshots s JOIN packages p ON p.environment_id = s.environment_id;
+        CREATE VIEW snapshot_files AS
+            SELECT a.snapshot_id, a.path, a.object_id, a.size, a.kind
+            FROM artifacts a WHERE a.source = 'file' AND a.codec = 'file'
+            UNION ALL
+            SELECT a.snapshot_id, t.path, t.object_id, t.size, t.kind
+            FROM artifacts a JOIN tree_entries t ON t.tree_id = a.object_id
+            WHERE a.source = 'file' AND a.codec = 'tree';
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1].number

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .catalog import Catalog
+from . import config
+from .catalog import Catalog, StatCache
+from .config import Config
 from .store import ObjectStore
 
 DIRNAME = ".nbversion"
 CATALOG_NAME = "catalog.db"
 OBJECTS_NAME = "objects"
+STATE_NAME = "state.db"
 
 #: Kept in ``.nbversion/.gitignore``: the catalog is committed, the bytes and SQLite's
 #: transient files are not.
@@ -26,6 +29,9 @@ GITIGNORE = f"""\
 /{CATALOG_NAME}-wal
 /{CATALOG_NAME}-shm
 /{CATALOG_NAME}-journal
+/{STATE_NAME}
+/{STATE_NAME}-wal
+/{STATE_NAME}-shm
 """
 
 
@@ -63,10 +69,22 @@ class Project:
         """Whether a catalog has been created here."""
         return self.catalog_path.exists()
 
-    def open_catalog(self) -> Catalog:
-        """Open the catalog, creating ``.nbversion/`` and its ``.gitignore`` if needed."""
+    def config(self) -> Config:
+        """The ``[tool.nbversion]`` settings of this repository."""
+        return config.load(self.root)
+
+    def stat_cache(self) -> StatCache:
+        """Open this machine's stat cache (``.nbversion/state.db``, ignored by git)."""
+        self._ensure_dir()
+        return StatCache(self.dir / STATE_NAME)
+
+    def _ensure_dir(self) -> None:
         self.dir.mkdir(exist_ok=True)
         gitignore = self.dir / ".gitignore"
         if not gitignore.exists():
             gitignore.write_text(GITIGNORE)
+
+    def open_catalog(self) -> Catalog:
+        """Open the catalog, creating ``.nbversion/`` and its ``.gitignore`` if needed."""
+        self._ensure_dir()
         return Catalog.open(self.catalog_path)

@@ -157,3 +157,47 @@ def test_outside_git_the_current_directory_is_the_root(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
     assert find_root(plain) == plain.resolve()
+
+
+def test_head_tilde_forms_and_huge_numbers(catalog: Catalog) -> None:
+    first = add(catalog)
+    add(catalog)
+    assert catalog.resolve("HEAD~") == first
+    with pytest.raises(RefNotFound, match="only 2"):
+        catalog.resolve("HEAD~99999999999999999999999")
+
+
+def test_locked_catalog_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbversion.catalog as catalog_module
+
+    path = tmp_path / "c.db"
+    Catalog.open(path).close()
+    monkeypatch.setattr(catalog_module, "BUSY_TIMEOUT_SECONDS", 0.2)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with Catalog.open(path) as catalog, pytest.raises(CatalogError, match="could not be written: database is locked"):
+            add(catalog)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with Catalog.open(path) as catalog:
+        assert catalog.count() == 0
+
+
+def test_checkpoint_with_a_reader_reports_instead_of_waiting(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with Catalog.open(path) as catalog:
+        add(catalog)
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM snapshots").fetchone()
+        try:
+            assert catalog.add_snapshot(
+                snapshot_id=new_id(), message="while reading", parent=None, artifacts=[], metrics={},
+                nbversion_version="t", python_version="3",
+            ) is False
+        finally:
+            reader.execute("COMMIT")
+            reader.close()
+        assert catalog.checkpoint() is True

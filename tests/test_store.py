@@ -113,3 +113,9 @@ def test_changed_bytes_are_never_taken_for_stored_ones(store: ObjectStore) -> No
     second = store.put_buffers(lambda: [buffer])
     assert second.new and second.object_id != first.object_id
     assert store.read_bytes(second.object_id) == bytes(buffer)
+
+
+def test_preallocated_object_shorter_than_announced_is_exact(store: ObjectStore) -> None:
+    put = store.put_stream(lambda f: f.write(b"abc"), size=10)
+    assert put.size == 3 and Path(store.path(put.object_id)).stat().st_size == 3
+    assert store.read_bytes(put.object_id) == b"abc"

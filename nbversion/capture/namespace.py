@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codecs
+from . import environment
 from ..catalog import Artifact, Skipped
 from ..errors import EncodeError, ObjectError
 from ..store import ObjectStore
@@ -100,6 +101,10 @@ def capture(
                 probe = before is not None and before["type"] == kind_of_type
                 codec, put = codecs.encode(value, store, probe=probe)
                 kind, summary = classify(value), summarize(value)
+                if codec == "joblib":
+                    library = environment.library_of(type(value).__module__)
+                    if library is not None:
+                        summary["library"] = {**library, "module": type(value).__module__}
         except EncodeError as exc:
             result.skipped.append(Skipped(name, kind_of_type, str(exc)))
             continue
@@ -108,7 +113,7 @@ def capture(
         result.artifacts.append(
             Artifact(
                 kind=kind, source="variable", name=name, type=kind_of_type, codec=codec,
-                object_id=put.object_id, size=put.size, summary=summary, new=put.new,
+                object_id=put.object_id, size=put.size, summary=summary, new_bytes=put.size if put.new else 0,
             )
         )
         metric = metric_value(value)

@@ -1,0 +1,138 @@
+"""Capture the git state: HEAD commit, branch, dirty flag, the uncommitted diff, and the
+untracked files (kept whole up to a size cap).
+
+Two ``git`` calls at most, through GitPython: one ``git status --porcelain=v2`` for
+everything but the diff, and ``git diff --binary`` only when the tree is dirty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Artifact
+from ..store import ObjectStore
+
+#: The artifact holding the uncommitted diff; untracked files are ``untracked/<path>``.
+DIFF_NAME = "diff"
+UNTRACKED_PREFIX = "untracked/"
+
+
+@dataclass
+class GitState:
+    """What git says about the work tree at snapshot time."""
+
+    is_repo: bool
+    commit: str | None = None
+    branch: str | None = None
+    dirty: bool | None = None
+    untracked: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        """The values of the ``snapshots`` row's git columns."""
+        return {"commit": self.commit, "branch": self.branch, "dirty": self.dirty}
+
+
+def _repo(root: Path) -> Any:
+    import git
+
+    try:
+        return git.Repo(root)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+
+
+def read_state(root: Path, exclude: tuple[str, ...] = (".nbversion/",)) -> tuple[GitState, Any]:
+    """Return the git state of the work tree at *root* (and the GitPython repo, or None)."""
+    repo = _repo(root)
+    if repo is None or not (root / ".git").exists():
+        return GitState(is_repo=False), None
+    out = repo.git.status("--porcelain=v2", "--branch", "--untracked-files=all", "-z")
+    state = GitState(is_repo=True, dirty=False)
+    records = out.split("\0")
+    i = 0
+    while i < len(records):
+        record = records[i]
+        i += 1
+        if not record:
+            continue
+        if record.startswith("# branch.oid "):
+            oid = record[len("# branch.oid "):]
+            state.commit = None if oid == "(initial)" else oid
+        elif record.startswith("# branch.head "):
+            head = record[len("# branch.head "):]
+            state.branch = None if head == "(detached)" else head
+        elif record.startswith("? "):
+            path = record[2:]
+            if not path.startswith(exclude):
+                state.untracked.append(path)
+        elif record[:2] in ("1 ", "u "):
+            state.dirty = True
+        elif record.startswith("2 "):
+            state.dirty = True
+            i += 1  # a rename or copy is followed by its original path
+    return state, repo
+
+
+def uncommitted_diff(repo: Any, state: GitState) -> bytes:
+    """Return ``git diff --binary`` of the tracked files against HEAD (the empty tree when
+    there is no commit yet): staged and unstaged changes, applicable with ``git apply``."""
+    base = state.commit or repo.git.hash_object("-t", "tree", "/dev/null")
+    return repo.git.diff(base, "--binary", stdout_as_string=False)
+
+
+def capture(
+    root: Path,
+    store: ObjectStore,
+    untracked_max_bytes: int,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> tuple[GitState, list[Artifact]]:
+    """Return the git state and its artifacts: the diff, and each untracked file (its bytes
+    when at most *untracked_max_bytes*, else only its size). Paths in *skip* (files tracked
+    by nbversion itself) are left out."""
+    state, repo = read_state(root)
+    artifacts: list[Artifact] = []
+    if repo is None:
+        return state, artifacts
+    if state.dirty:
+        diff = uncommitted_diff(repo, state)
+        put = store.put_bytes(diff)
+        artifacts.append(
+            Artifact(
+                kind="code", source="git", name=DIFF_NAME, type="patch", codec="text",
+                object_id=put.object_id, size=put.size, new_bytes=put.size if put.new else 0,
+                summary={"files": _files_in_diff(diff), "against": state.commit},
+            )
+        )
+    for path in state.untracked:
+        if path in skip:
+            continue
+        full = root / path
+        try:
+            size = full.stat().st_size if not full.is_symlink() else None
+        except OSError:
+            continue
+        if size is None:
+            continue
+        if size > untracked_max_bytes:
+            artifacts.append(
+                Artifact(
+                    kind="code", source="git", name=UNTRACKED_PREFIX + path, path=path, type="file",
+                    codec="file", object_id=None, size=size,
+                    summary={"skipped": f"larger than untracked_max_bytes ({untracked_max_bytes})"},
+                )
+            )
+            continue
+        put = store.put_file(full)
+        artifacts.append(
+            Artifact(
+                kind="code", source="git", name=UNTRACKED_PREFIX + path, path=path, type="file",
+                codec="file", object_id=put.object_id, size=put.size, new_bytes=put.size if put.new else 0,
+            )
+        )
+    return state, artifacts
+
+
+def _files_in_diff(diff: bytes) -> int:
+    return sum(1 for line in diff.splitlines() if line.startswith(b"diff --git "))
