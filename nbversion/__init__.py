@@ -6,17 +6,21 @@ In a notebook::
     %snapshot "baseline" --tag base
     %restore base
 
-From Python: :func:`snapshot`, :func:`restore`, :func:`load`, :func:`log`.
+From Python: :func:`snapshot`, :func:`restore`, :func:`load`, :func:`log`, :func:`show`,
+:func:`diff`, :func:`checkout_code`.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import load, log, restore, snapshot  # noqa: E402
+from .api import checkout_code, diff, load, log, restore, show, snapshot  # noqa: E402
 from .errors import NbversionError  # noqa: E402
 
-__all__ = ["NbversionError", "load", "load_ipython_extension", "log", "restore", "snapshot"]
+__all__ = [
+    "NbversionError", "checkout_code", "diff", "load", "load_ipython_extension", "log", "restore", "show",
+    "snapshot",
+]
 
 
 def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]

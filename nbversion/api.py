@@ -10,12 +10,14 @@ Example, from a notebook or a plain script::
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
-import platform
 import sys
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import __version__, codecs
@@ -27,7 +29,7 @@ from .capture import namespace as capture_ns
 from .capture import notebook as capture_notebook
 from .capture.git_state import GitState
 from .catalog import Artifact, Catalog, Skipped, check_tag_name, new_id, short_id
-from .display import Table, format_bytes, relative_time
+from .display import Table, Text, describe, format_bytes, relative_time
 from .errors import NbversionError, RefNotFound, UsageProblem
 from .project import Project
 
@@ -65,7 +67,7 @@ class SnapshotResult:
     @property
     def reused_bytes(self) -> int:
         """Bytes it references that were already stored (by an earlier snapshot or twice)."""
-        return sum(a.size for a in self.artifacts) - self.new_bytes
+        return sum(max(0, a.size - a.new_bytes) for a in self.artifacts)
 
     def __str__(self) -> str:
         variables = [a for a in self.artifacts if a.source == "variable"]
@@ -336,6 +338,175 @@ def _decode(artifact: dict[str, Any], snapshot_id: str, project: Project) -> Any
         raise type(exc)(
             f"variable {artifact['name']!r} of snapshot {short_id(snapshot_id)}: {exc}"
         ) from None
+
+
+def show(ref: str, *, patch: bool = False, repo: PathLike | None = None) -> Text:
+    """Describe one snapshot: message, git state, code, variables, files, metrics.
+
+    :param patch: also print the stored uncommitted diff.
+    """
+    project = Project.find(repo)
+    with _open_existing(project, ref) as catalog:
+        snapshot_id = catalog.resolve(ref)
+        record = catalog.snapshot(snapshot_id)
+        artifacts = catalog.artifacts(snapshot_id)
+        metrics = catalog.metrics(snapshot_id)
+        skipped = catalog.skipped_rows(snapshot_id)
+        environment = catalog.environment(record["environment_id"])
+    lines = [f"snapshot {snapshot_id}" + (f"  (tags: {', '.join(record['tags'])})" if record["tags"] else "")]
+    if record["parent"]:
+        lines.append(f"parent:   {record['parent']}")
+    lines.append(f"date:     {record['created_at']} ({relative_time(record['created_at'])})")
+    lines.append(f"message:  {record['message']}")
+    lines.append(f"git:      {_git_line(record)}")
+    if record["notebook"]:
+        lines.append(f"notebook: {record['notebook']}")
+    if environment:
+        lines.append(f"python:   {environment['python_version']} on {environment['platform']} ({environment['packages']} packages)")
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for artifact in artifacts:
+        by_source.setdefault(artifact["source"], []).append(artifact)
+    for source, title in (("variable", "variables"), ("file", "files"), ("notebook", "code"), ("git", "git")):
+        rows = by_source.get(source)
+        if not rows:
+            continue
+        lines += ["", f"{title}:"]
+        table = Table(
+            ["name", "kind", "type", "size", "summary"],
+            [[a["name"], a["kind"], a["type"].rsplit(".", 1)[-1], format_bytes(a["size"]), describe(a["summary"])] for a in rows],
+        )
+        lines += ["  " + line for line in table.to_text().splitlines()]
+    if metrics:
+        lines += ["", "metrics:"] + [f"  {name} = {_number(value)}" for name, value in metrics.items()]
+    if skipped:
+        lines += ["", "skipped:"] + [f"  {name} ({kind}): {reason}" for name, kind, reason in skipped]
+    if patch:
+        diff = next((a for a in by_source.get("git", []) if a["name"] == capture_git.DIFF_NAME), None)
+        lines.append("")
+        if diff is None:
+            lines.append("(no uncommitted changes were recorded)")
+        else:
+            lines.append(project.store.read_bytes(diff["object_id"]).decode(errors="replace").rstrip("\n"))
+    return Text("\n".join(lines))
+
+
+def diff(a: str, b: str, *, repo: PathLike | None = None) -> Text:
+    """Say what changed from snapshot *a* to snapshot *b*: variables, metrics, files, code."""
+    project = Project.find(repo)
+    with _open_existing(project, a) as catalog:
+        id_a, id_b = catalog.resolve(a), catalog.resolve(b)
+        rec_a, rec_b = catalog.snapshot(id_a), catalog.snapshot(id_b)
+        vars_a = {x["name"]: x for x in catalog.artifacts(id_a, "variable")}
+        vars_b = {x["name"]: x for x in catalog.artifacts(id_b, "variable")}
+        metrics_a, metrics_b = catalog.metrics(id_a), catalog.metrics(id_b)
+        files_a, files_b = catalog.files(id_a), catalog.files(id_b)
+        code_a = {x["name"]: x for x in catalog.artifacts(id_a) if x["source"] in ("notebook", "git")}
+        code_b = {x["name"]: x for x in catalog.artifacts(id_b) if x["source"] in ("notebook", "git")}
+    lines = [f"diff {short_id(id_a)} \"{rec_a['message']}\" -> {short_id(id_b)} \"{rec_b['message']}\""]
+
+    changes = []
+    for name in sorted(vars_a.keys() | vars_b.keys()):
+        old, new = vars_a.get(name), vars_b.get(name)
+        if old is None:
+            changes.append(f"  + {name}  {describe(new['summary'])}")
+        elif new is None:
+            changes.append(f"  - {name}  {describe(old['summary'])}")
+        elif old["object_id"] != new["object_id"]:
+            before, after = describe(old["summary"]), describe(new["summary"])
+            changes.append(f"  ~ {name}  {before} -> {after}" if before != after else f"  ~ {name}  {after} (content changed)")
+    lines += ["", "variables:", *(changes or ["  (no change)"])]
+
+    changes = []
+    for name in sorted(metrics_a.keys() | metrics_b.keys()):
+        old, new = metrics_a.get(name, "-"), metrics_b.get(name, "-")
+        if old != new:
+            changes.append(f"  {name}: {_number(old)} -> {_number(new)}")
+    lines += ["", "metrics:", *(changes or ["  (no change)"])]
+
+    changes = []
+    for path in sorted(files_a.keys() | files_b.keys()):
+        old, new = files_a.get(path), files_b.get(path)
+        if old is None:
+            changes.append(f"  + {path}  ({format_bytes(new[1])})")
+        elif new is None:
+            changes.append(f"  - {path}")
+        elif old[0] != new[0]:
+            changes.append(f"  ~ {path}  ({format_bytes(old[1])} -> {format_bytes(new[1])})")
+    lines += ["", "files:", *(changes or ["  (no change)"])]
+
+    lines += ["", "code:", f"  git: {_git_line(rec_a)} -> {_git_line(rec_b)}"]
+    patch_a, patch_b = code_a.get(capture_git.DIFF_NAME), code_b.get(capture_git.DIFF_NAME)
+    if (patch_a or {}).get("object_id") != (patch_b or {}).get("object_id"):
+        lines.append("  uncommitted diff: " + ("changed" if patch_a and patch_b else "added" if patch_b else "gone"))
+    cells_a = _cells_text(project, code_a.get(capture_notebook.CELLS_NAME))
+    cells_b = _cells_text(project, code_b.get(capture_notebook.CELLS_NAME))
+    if cells_a != cells_b:
+        lines.append("  executed cells:")
+        lines += [
+            "    " + line.rstrip("\n")
+            for line in difflib.unified_diff(
+                cells_a, cells_b, f"cells@{short_id(id_a)}", f"cells@{short_id(id_b)}", n=1
+            )
+        ]
+    return Text("\n".join(lines))
+
+
+def checkout_code(ref: str, directory: PathLike, *, repo: PathLike | None = None) -> Text:
+    """Materialize the code of snapshot *ref* in a new *directory*: its git commit (as a
+    detached ``git worktree``), the stored uncommitted diff applied, and the untracked files
+    it kept. The user's own work tree is never touched.
+
+    :raises UsageProblem: when *directory* exists and is not empty, or the commit is unknown.
+    """
+    project = Project.find(repo)
+    target = Path(directory).resolve()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UsageProblem(f"directory {str(directory)!r} exists and is not empty")
+    with _open_existing(project, ref) as catalog:
+        snapshot_id = catalog.resolve(ref)
+        record = catalog.snapshot(snapshot_id)
+        code = {a["name"]: a for a in catalog.artifacts(snapshot_id, "git")}
+    patch = code.get(capture_git.DIFF_NAME)
+    untracked = [a for a in code.values() if a["name"].startswith(capture_git.UNTRACKED_PREFIX)]
+    # Load and verify everything before making the directory.
+    patch_bytes = project.store.read_bytes(patch["object_id"]) if patch else b""
+    files = {a["path"]: project.store.read_bytes(a["object_id"]) for a in untracked if a["object_id"]}
+    missing = [a["path"] for a in untracked if not a["object_id"]]
+    capture_git.materialize(project.root, record["git_commit"], target, patch_bytes)
+    for path, data in files.items():
+        destination = worktree.safe_target(target, path)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(data)
+    line = f"checked out the code of {short_id(snapshot_id)} into {target}: "
+    line += f"commit {record['git_commit'][:10]}" if record["git_commit"] else "no commit"
+    line += ", uncommitted diff applied" if patch else ", no uncommitted diff"
+    line += f", {_plural(len(files), 'untracked file')}"
+    if missing:
+        line += f" ({_plural(len(missing), 'file')} over the size cap not kept: {', '.join(missing[:5])})"
+    return Text(line)
+
+
+def _git_line(record: dict[str, Any]) -> str:
+    if record["git_commit"] is None and record["git_dirty"] is None:
+        return "not a git repository"
+    commit = record["git_commit"][:10] if record["git_commit"] else "(no commit yet)"
+    branch = f"on {record['git_branch']}" if record["git_branch"] else "detached"
+    return f"{commit} {branch}, {'dirty' if record['git_dirty'] else 'clean'}"
+
+
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _cells_text(project: Project, artifact: dict[str, Any] | None) -> list[str]:
+    if artifact is None:
+        return []
+    cells = json.loads(project.store.read_bytes(artifact["object_id"]))
+    lines = []
+    for cell in cells:
+        lines.append(f"# [{cell['execution_count']}]\n")
+        lines += [line + "\n" for line in cell["source"].splitlines()]
+    return lines
 
 
 def _library_warnings(artifacts: list[dict[str, Any]]) -> list[str]:

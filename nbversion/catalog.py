@@ -431,6 +431,43 @@ class Catalog:
         rows = self.conn.execute("SELECT name FROM skipped WHERE snapshot_id = ?", (snapshot_id,))
         return [r[0] for r in rows]
 
+    def skipped_rows(self, snapshot_id: str) -> list[tuple[str, str, str]]:
+        """Return ``(name, type, reason)`` of each variable *snapshot_id* could not keep."""
+        rows = self.conn.execute(
+            "SELECT name, type, reason FROM skipped WHERE snapshot_id = ? ORDER BY name", (snapshot_id,)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def metrics(self, snapshot_id: str) -> dict[str, float | None]:
+        """Return the metrics of *snapshot_id* by name."""
+        rows = self.conn.execute(
+            "SELECT name, value FROM metrics WHERE snapshot_id = ? ORDER BY name", (snapshot_id,)
+        )
+        return dict(rows.fetchall())
+
+    def files(self, snapshot_id: str) -> dict[str, tuple[str, int]]:
+        """Return every tracked file of *snapshot_id* (alone or in a directory): path -> (object id, size)."""
+        rows = self.conn.execute(
+            "SELECT path, object_id, size FROM snapshot_files WHERE snapshot_id = ?", (snapshot_id,)
+        )
+        return {path: (object_id, size) for path, object_id, size in rows}
+
+    def environment(self, environment_id: str | None) -> dict[str, Any] | None:
+        """Return an environment's Python, platform and number of packages."""
+        if environment_id is None:
+            return None
+        row = self.conn.execute(
+            "SELECT python_version, platform, (SELECT count(*) FROM packages WHERE environment_id = e.id)"
+            " FROM environments e WHERE id = ?",
+            (environment_id,),
+        ).fetchone()
+        return None if row is None else {"python_version": row[0], "platform": row[1], "packages": row[2]}
+
+    def package_versions(self, snapshot_id: str) -> dict[str, str]:
+        """Return the installed package versions of the kernel that took *snapshot_id*."""
+        rows = self.conn.execute("SELECT name, version FROM snapshot_packages WHERE snapshot_id = ?", (snapshot_id,))
+        return dict(rows.fetchall())
+
     def artifacts(self, snapshot_id: str, source: str | None = None) -> list[dict[str, Any]]:
         """Return the artifacts of a snapshot (optionally of one *source*), summaries decoded."""
         sql = "SELECT * FROM artifacts WHERE snapshot_id = ?"

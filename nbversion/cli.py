@@ -28,27 +28,71 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_snapshot_arguments(parser: argparse.ArgumentParser) -> None:
-    """``%snapshot "message" [--tag T] [--vars a b] [--exclude a b]``."""
+    """``%snapshot "message" [--tag T] [--vars a b] [--exclude a b] [--files P ...] [--notebook P]``."""
     parser.add_argument("message", nargs="*", help="what this snapshot is (quote it or not)")
     parser.add_argument("--tag", "-t", help="a name for the snapshot, usable as a ref")
     parser.add_argument("--vars", nargs="+", metavar="NAME", help="only these variables")
     parser.add_argument("--exclude", nargs="+", metavar="NAME", default=[], help="leave these variables out")
+    parser.add_argument(
+        "--files", nargs="+", metavar="PATH", default=[],
+        help="files or directories to keep too (besides [tool.nbversion] track)",
+    )
+    parser.add_argument("--notebook", metavar="PATH", help="the notebook file, when it cannot be found by itself")
 
 
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
-    """``%restore REF [--vars a b] [--exact]``."""
+    """``%restore REF [--vars a b] [--exact] [--no-files | --files-only] [--force]``."""
     parser.add_argument("ref", help="HEAD, HEAD~N, a tag, or an id prefix (4+ characters)")
-    parser.add_argument("--vars", nargs="+", metavar="NAME", help="only these variables")
+    parser.add_argument("--vars", nargs="+", metavar="NAME", help="only these variables (no files)")
     parser.add_argument(
         "--exact", action="store_true",
         help="also remove variables the snapshot did not have (default: leave them alone)",
     )
+    files = parser.add_mutually_exclusive_group()
+    files.add_argument("--no-files", action="store_true", help="restore variables only, not tracked files")
+    files.add_argument("--files-only", action="store_true", help="restore tracked files only, not variables")
+    add_force_argument(parser)
+
+
+def add_force_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true",
+        help="overwrite files even when their current content is in no snapshot",
+    )
+
+
+def add_files_restore_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion restore REF [--files-only] [--force]``: from the shell, files only."""
+    parser.add_argument("ref", help="HEAD, HEAD~N, a tag, or an id prefix (4+ characters)")
+    parser.add_argument(
+        "--files-only", action="store_true",
+        help="restore tracked files only (always so from the shell: variables live in a kernel)",
+    )
+    add_force_argument(parser)
 
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
-    """``nbversion log [-n N]``."""
+    """``nbversion log [-n N] [--all]``."""
     parser.add_argument("-n", type=int, default=20, metavar="N", help="how many snapshots (default 20)")
     parser.add_argument("--all", action="store_true", help="every snapshot")
+
+
+def add_show_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion show REF [--patch]``."""
+    parser.add_argument("ref", nargs="?", default="HEAD", help="the snapshot (default HEAD)")
+    parser.add_argument("--patch", "-p", action="store_true", help="also print the stored uncommitted diff")
+
+
+def add_diff_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion diff A [B]``."""
+    parser.add_argument("a", help="the older snapshot")
+    parser.add_argument("b", nargs="?", default="HEAD", help="the newer snapshot (default HEAD)")
+
+
+def add_checkout_code_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion checkout-code REF DIR``."""
+    parser.add_argument("ref", help="the snapshot")
+    parser.add_argument("directory", metavar="DIR", help="a new (or empty) directory to write the code into")
 
 
 # -- verbs ---------------------------------------------------------------------------------------
@@ -58,9 +102,32 @@ def _log(args: argparse.Namespace) -> Any:
     return api.log(None if args.all else args.n)
 
 
+def _show(args: argparse.Namespace) -> Any:
+    return api.show(args.ref, patch=args.patch)
+
+
+def _diff(args: argparse.Namespace) -> Any:
+    return api.diff(args.a, args.b)
+
+
+def _restore(args: argparse.Namespace) -> Any:
+    return api.restore(args.ref, files_only=True, force=args.force)
+
+
+def _checkout_code(args: argparse.Namespace) -> Any:
+    return api.checkout_code(args.ref, args.directory)
+
+
 #: name -> (help, argument definitions, what it does). The magic ``%nbversion`` uses it too.
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any]]] = {
     "log": ("list snapshots, newest first", add_log_arguments, _log),
+    "show": ("describe a snapshot: message, git state, code, variables, files, metrics", add_show_arguments, _show),
+    "diff": ("what changed between two snapshots", add_diff_arguments, _diff),
+    "restore": ("restore a snapshot's tracked files into the work tree", add_files_restore_arguments, _restore),
+    "checkout-code": (
+        "write a snapshot's code (commit + uncommitted diff + untracked files) into a new directory",
+        add_checkout_code_arguments, _checkout_code,
+    ),
 }
 
 

@@ -81,3 +81,41 @@ class Table:
             for row in self.rows
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class Text(str):
+    """A report that prints as itself (no quotes) in a terminal, a notebook, or ``print``."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One short line from an artifact's summary: ``shape [300, 4] float64``, ``12 files``."""
+    parts = []
+    if "shape" in summary:
+        parts.append("shape " + "x".join(str(d) for d in summary["shape"]))
+    if "dtype" in summary:
+        parts.append(str(summary["dtype"]))
+    if "columns" in summary:
+        columns = summary["columns"]
+        parts.append("columns " + ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else ""))
+    if "class" in summary:
+        parts.append(summary["class"].rsplit(".", 1)[-1])
+    if "params" in summary:
+        params = ", ".join(f"{k}={v}" for k, v in list(summary["params"].items())[:4])
+        parts.append(f"({params})")
+    if "value" in summary:
+        parts.append(f"= {summary['value']!r}")
+    if "length" in summary:
+        parts.append(f"length {summary['length']}")
+    if "files" in summary and "shape" not in summary:
+        parts.append(f"{summary['files']} files")
+    if "preview" in summary and "value" not in summary:
+        parts.append(str(summary["preview"]))
+    if "skipped" in summary:
+        parts.append(f"not kept: {summary['skipped']}")
+    return " ".join(parts)

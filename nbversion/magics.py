@@ -100,14 +100,19 @@ class NbversionMagics(Magics):
         print(
             api.snapshot(
                 " ".join(args.message), self.shell.user_ns, tag=args.tag, vars=args.vars,
-                exclude=args.exclude,
+                exclude=args.exclude, files=args.files, notebook=args.notebook,
             )
         )
 
     @line_magic
     @_verb(_RESTORE)
     def restore(self, args: argparse.Namespace) -> None:
-        print(api.restore(args.ref, self.shell.user_ns, vars=args.vars, exact=args.exact))
+        print(
+            api.restore(
+                args.ref, self.shell.user_ns, vars=args.vars, exact=args.exact,
+                files=not args.no_files, files_only=args.files_only, force=args.force,
+            )
+        )
 
     @line_magic
     @_verb(_SNAPSHOTS)

@@ -36,10 +36,12 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class TestingShell(InteractiveShell):
-    """A real InteractiveShell whose ``run_cell`` re-raises what the cell raised."""
+    """A real InteractiveShell whose ``run_cell`` re-raises what the cell raised and, like a
+    kernel, records each cell in the history."""
 
-    def run_cell(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        result = super().run_cell(*args, **kwargs)
+    def run_cell(self, raw_cell, store_history=True, **kwargs):  # type: ignore[no-untyped-def]
+        # Like a kernel: every cell goes into the history (In), as the user ran it.
+        result = super().run_cell(raw_cell, store_history=store_history, **kwargs)
         result.raise_error()
         return result
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Artifact
+from ..errors import UsageProblem
 from ..store import ObjectStore
 
 #: The artifact holding the uncommitted diff; untracked files are ``untracked/<path>``.
@@ -79,7 +80,8 @@ def uncommitted_diff(repo: Any, state: GitState) -> bytes:
     """Return ``git diff --binary`` of the tracked files against HEAD (the empty tree when
     there is no commit yet): staged and unstaged changes, applicable with ``git apply``."""
     base = state.commit or repo.git.hash_object("-t", "tree", "/dev/null")
-    return repo.git.diff(base, "--binary", stdout_as_string=False)
+    # GitPython strips the final newline by default, which corrupts the patch.
+    return repo.git.diff(base, "--binary", stdout_as_string=False, strip_newline_in_stdout=False)
 
 
 def capture(
@@ -136,3 +138,32 @@ def capture(
 
 def _files_in_diff(diff: bytes) -> int:
     return sum(1 for line in diff.splitlines() if line.startswith(b"diff --git "))
+
+
+def materialize(repo_root: Path, commit: str | None, target: Path, patch: bytes) -> None:
+    """Make *target* hold the tree of *commit* (a detached ``git worktree``) with *patch*
+    applied; without a commit, an empty directory with the patch applied.
+
+    :raises UsageProblem: when the commit is not in this repository or the patch does not apply.
+    """
+    import git
+
+    repo = _repo(repo_root)
+    try:
+        if commit is not None:
+            if repo is None:
+                raise UsageProblem(f"commit {commit[:10]} cannot be checked out: {repo_root} is not a git repository")
+            repo.git.worktree("add", "--detach", str(target), commit)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            git.Git(str(target)).init("-q")  # its own repository, so the patch applies here
+        if patch:
+            patch_file = target / ".nbversion-uncommitted.patch"
+            patch_file.write_bytes(patch)
+            try:
+                git.Git(str(target)).apply("--binary", "--whitespace=nowarn", str(patch_file))
+            finally:
+                patch_file.unlink()
+    except git.GitCommandError as exc:
+        detail = (exc.stderr or str(exc)).strip().splitlines()
+        raise UsageProblem(f"cannot check out the code into {target}: {detail[-1] if detail else exc}") from None

@@ -1,9 +1,9 @@
 """Capture the notebook's code: the cells the kernel actually ran, in the order it ran them,
 and the notebook file itself when its path can be found.
 
-The cells come from IPython's input history as the namespace holds it (``In``): entry *n* is
-the cell run with execution count *n*, which is the truth when cells ran out of order. No
-IPython import is needed. A plain script's own file stands in for the cells.
+The cells come from IPython's input history as the namespace holds it (``In``, or the raw
+history behind ``get_ipython()``): entry *n* is the cell run with execution count *n*, which
+is the truth when cells ran out of order. No IPython import is needed. A plain script's own file stands in for the cells.
 """
 
 from __future__ import annotations
@@ -22,8 +22,19 @@ SCRIPT_NAME = "script"
 
 
 def executed_cells(namespace: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Return ``[{"execution_count": n, "source": text}, ...]`` for every cell run so far."""
+    """Return ``[{"execution_count": n, "source": text}, ...]`` for every cell run so far.
+
+    The source is what the user typed (``%snapshot ...``), from the shell's raw history when
+    the namespace leads to it, else IPython's transformed ``In``.
+    """
     history = namespace.get("In")
+    shell = namespace.get("get_ipython")
+    try:
+        raw = shell().history_manager.input_hist_raw if callable(shell) else None
+    except Exception:  # not IPython's, or no history: fall back to In
+        raw = None
+    if isinstance(raw, list) and isinstance(history, list) and len(raw) == len(history):
+        history = raw
     if not isinstance(history, list):
         return []
     return [

@@ -1,0 +1,360 @@
+"""Code and files: git state, executed cells, notebook, environment, tracked files, show,
+diff, restore of files and checkout-code, in real git repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+import nbversion
+from conftest import git
+from nbversion.errors import UsageProblem
+
+NBVERSION = str(Path(sys.executable).parent / "nbversion")
+
+
+def query(repo: Path, sql: str, *params):
+    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def commit_all(repo: Path, message: str = "work") -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+
+
+def snap(repo: Path, message: str, **kwargs):
+    return nbversion.snapshot(message, kwargs.pop("ns", {"v": 1}), repo=repo, **kwargs)
+
+
+def git_row(repo: Path):
+    return query(repo, "SELECT git_commit, git_branch, git_dirty FROM snapshots ORDER BY id DESC LIMIT 1")[0]
+
+
+# -- git state -------------------------------------------------------------------------------------
+
+
+def test_clean_dirty_and_detached(repo: Path) -> None:
+    (repo / "train.py").write_text("print('v1')\n")
+    commit_all(repo)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    snap(repo, "clean")
+    assert git_row(repo) == (head, branch, 0)
+    (repo / "train.py").write_text("print('v2')\n")
+    snap(repo, "dirty")
+    assert git_row(repo) == (head, branch, 1)
+    assert "+print('v2')" in nbversion.show("HEAD", patch=True, repo=repo)
+    git(repo, "checkout", "-q", "--detach")
+    snap(repo, "detached")
+    assert git_row(repo) == (head, None, 1)
+
+
+def test_repo_without_commits_and_outside_git(repo: Path, tmp_path: Path) -> None:
+    (repo / "a.py").write_text("x = 1\n")
+    git(repo, "add", "a.py")
+    result = snap(repo, "no commit yet")
+    assert git_row(repo)[0] is None and git_row(repo)[2] == 1
+    assert "(no commit)" in str(result)
+    assert "+x = 1" in nbversion.show("HEAD", patch=True, repo=repo)
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    snap(plain, "not a repo")
+    assert git_row(plain) == (None, None, None)
+    assert "git:      not a git repository" in nbversion.show("HEAD", repo=plain)
+
+
+def test_untracked_files_kept_up_to_the_cap(repo: Path) -> None:
+    (repo / "pyproject.toml").write_text("[tool.nbversion]\nuntracked_max_bytes = 100\n")
+    (repo / "small.py").write_text("s = 1\n")
+    (repo / "big.bin").write_bytes(b"x" * 1000)
+    snap(repo, "untracked")
+    rows = dict(query(repo, "SELECT name, object_id IS NOT NULL FROM artifacts WHERE source = 'git'"))
+    assert rows == {"untracked/small.py": 1, "untracked/big.bin": 0, "untracked/pyproject.toml": 1}
+    assert "not kept: larger than untracked_max_bytes (100)" in nbversion.show("HEAD", repo=repo)
+
+
+# -- the notebook's code ---------------------------------------------------------------------------
+
+
+def test_cells_run_out_of_order_are_captured_in_the_order_they_ran(repo: Path) -> None:
+    cells = [
+        new_code_cell("%load_ext nbversion"),
+        new_code_cell("x = 1"),
+        new_code_cell("x = x * 10"),
+        new_code_cell('%snapshot "out of order"'),
+    ]
+    notebook = new_notebook(cells=cells)
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(repo)}})
+    with client.setup_kernel():
+        for index in (0, 2 - 1, 2, 1, 2, 3):  # load, x=1, x*=10, x=1 again, x*=10 again, snapshot
+            client.execute_cell(notebook.cells[index], index)
+    (object_id,) = query(repo, "SELECT object_id FROM artifacts WHERE source = 'notebook' AND name = 'cells'")[0]
+    store = nbversion.project.Project(repo).store
+    ran = json.loads(store.read_bytes(object_id))
+    assert [c["source"] for c in ran] == [
+        "%load_ext nbversion", "x = 1", "x = x * 10", "x = 1", "x = x * 10", '%snapshot "out of order"',
+    ]
+    assert [c["execution_count"] for c in ran] == [1, 2, 3, 4, 5, 6]
+    assert nbversion.load("HEAD", "x", repo=repo) == 10
+
+
+def test_notebook_file_found_by_env_explicit_or_said_once(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    notebook = repo / "analysis.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("1")]), notebook)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    snap(repo, "found by jupyter's variable")
+    assert query(repo, "SELECT notebook FROM snapshots") == [("analysis.ipynb",)]
+    assert query(repo, "SELECT name, type FROM artifacts WHERE source = 'notebook'") == [("analysis.ipynb", "ipynb")]
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    snap(repo, "explicit", notebook=str(notebook))
+    assert query(repo, "SELECT notebook FROM snapshots ORDER BY id DESC LIMIT 1") == [("analysis.ipynb",)]
+    with pytest.raises(UsageProblem, match="'nope.ipynb' is not an existing .ipynb file"):
+        snap(repo, "bad", notebook="nope.ipynb")
+
+
+def test_unknown_notebook_path_is_said_once_not_failed(shell, repo: Path, capsys, monkeypatch) -> None:
+    import nbversion.api
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setitem(nbversion.api._said, "notebook", False)
+    shell.run_cell("v = 1")
+    shell.run_cell("%snapshot one")
+    shell.run_cell("%snapshot two")
+    out = capsys.readouterr().out
+    assert out.count("the notebook file's path is unknown") == 1
+    assert query(repo, "SELECT count(*) FROM snapshots") == [(2,)]
+
+
+# -- environment -----------------------------------------------------------------------------------
+
+
+def test_package_versions_are_queryable_and_stored_once(repo: Path) -> None:
+    import numpy
+
+    snap(repo, "one")
+    snap(repo, "two")
+    rows = query(repo, "SELECT DISTINCT version FROM snapshot_packages WHERE name = 'numpy'")
+    assert rows == [(numpy.__version__,)]
+    assert query(repo, "SELECT count(*) FROM environments") == [(1,)]
+    assert query(repo, "SELECT count(DISTINCT environment_id) FROM snapshots") == [(1,)]
+
+
+def test_restore_warns_when_a_models_library_version_differs(shell, repo: Path, capsys) -> None:
+    shell.run_cell(
+        "from sklearn.linear_model import LinearRegression\n"
+        "model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])"
+    )
+    shell.run_cell("%snapshot model")
+    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
+    conn.execute(  # as if a teammate with another scikit-learn had taken it
+        "UPDATE artifacts SET summary = json_set(summary, '$.library.version', '0.0.1') WHERE name = 'model'"
+    )
+    conn.commit()
+    conn.close()
+    import sklearn
+
+    capsys.readouterr()
+    shell.run_cell("%restore HEAD")
+    out = capsys.readouterr().out
+    assert f"warning: model was saved with scikit-learn 0.0.1; this kernel has {sklearn.__version__}" in out
+
+
+# -- tracked files ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_repo(repo: Path) -> Path:
+    (repo / "pyproject.toml").write_text('[tool.nbversion]\ntrack = ["data", "models/*.pkl"]\n')
+    (repo / "data").mkdir()
+    for i in range(1000):
+        (repo / "data" / f"part-{i:04d}.csv").write_text(f"id,value\n{i},{i * i}\n")
+    (repo / "models").mkdir()
+    (repo / "models" / "model.pkl").write_bytes(b"\x80\x04fake model bytes")
+    (repo / "models" / "notes.md").write_text("not tracked")
+    return repo
+
+
+def test_tracked_directory_change_one_file_stores_only_that_file(data_repo: Path) -> None:
+    repo = data_repo
+    first = snap(repo, "all files")
+    assert "1001 files" in str(first)
+    kinds = dict(query(repo, "SELECT path, kind FROM artifacts WHERE source = 'file'"))
+    assert kinds == {"data": "data", "models/model.pkl": "model"}
+    objects_before = query(repo, "SELECT count(*) FROM objects")[0][0]
+    (repo / "data" / "part-0500.csv").write_text("id,value\n500,changed\n")
+    second = snap(repo, "one changed")
+    # New: the changed file and the directory's new manifest; nothing else.
+    new_objects = query(repo, "SELECT count(*) FROM objects")[0][0] - objects_before
+    assert new_objects == 2
+    (manifest,) = [a for a in second.artifacts if a.codec == "tree"]
+    assert second.new_bytes - manifest.object_size == len("id,value\n500,changed\n")
+    changed = query(
+        repo,
+        "SELECT a.path FROM snapshot_files a JOIN snapshot_files b ON a.path = b.path"
+        " WHERE a.snapshot_id = ? AND b.snapshot_id = ? AND a.object_id != b.object_id",
+        first.id, second.id,
+    )
+    assert changed == [("data/part-0500.csv",)]
+
+
+def test_stat_cache_means_unchanged_files_are_not_rehashed(data_repo: Path) -> None:
+    repo = data_repo
+    snap(repo, "first")
+    target = repo / "data" / "part-0001.csv"
+    before = target.stat()
+    target.write_text("id,value\n1,X\n")  # same size
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    snap(repo, "stat says unchanged")
+    last_two = query(repo, "SELECT object_id FROM artifacts WHERE path = 'data' ORDER BY snapshot_id")
+    assert last_two[0] == last_two[1]  # the cache answered: the file was not read
+    (repo / ".nbversion" / "state.db").unlink()
+    snap(repo, "no cache")
+    rows = query(repo, "SELECT object_id FROM artifacts WHERE path = 'data' ORDER BY snapshot_id")
+    assert rows[2] != rows[1]  # without the cache, the change is found by hashing
+
+
+def test_files_restore_byte_identical_and_refuse_unsaved_work(data_repo: Path) -> None:
+    repo = data_repo
+    originals = {p: p.read_bytes() for p in (repo / "data").iterdir()}
+    snap(repo, "good data", tag="good")
+    (repo / "data" / "part-0007.csv").write_text("broken\n")
+    snap(repo, "broken data")
+    (repo / "data" / "part-0008.csv").unlink()
+    (repo / "models" / "model.pkl").write_bytes(b"retrained, never snapshotted")
+    with pytest.raises(UsageProblem, match="models/model.pkl has changes no snapshot holds.*--force"):
+        nbversion.restore("good", {}, repo=repo)
+    assert (repo / "data" / "part-0007.csv").read_text() == "broken\n"  # all or nothing
+    result = nbversion.restore("good", {}, repo=repo, force=True)
+    assert sorted(result.files) == ["data/part-0007.csv", "data/part-0008.csv", "models/model.pkl"]
+    assert {p: p.read_bytes() for p in (repo / "data").iterdir()} == originals
+    assert (repo / "models" / "model.pkl").read_bytes() == b"\x80\x04fake model bytes"
+    assert not list(repo.rglob("*.nbversion-*.tmp"))
+    # Editing a restored file never alters what the store holds.
+    (repo / "data" / "part-0007.csv").write_text("edited after restore\n")
+    nbversion.restore("good", {}, repo=repo, force=True)
+    assert (repo / "data" / "part-0007.csv").read_bytes() == originals[repo / "data" / "part-0007.csv"]
+
+
+def test_no_files_and_files_only(data_repo: Path) -> None:
+    repo = data_repo
+    snap(repo, "v", ns={"v": 1})
+    (repo / "data" / "part-0001.csv").write_text("changed\n")
+    snap(repo, "w", ns={"v": 2})
+    ns = {"v": 2}
+    nbversion.restore("HEAD~1", ns, repo=repo, files=False)
+    assert ns["v"] == 1 and (repo / "data" / "part-0001.csv").read_text() == "changed\n"
+    ns = {"v": 2}
+    nbversion.restore("HEAD~1", ns, repo=repo, files_only=True)
+    assert ns["v"] == 2 and (repo / "data" / "part-0001.csv").read_text() == "id,value\n1,1\n"
+
+
+def test_explicit_files_and_bad_paths(repo: Path, tmp_path: Path) -> None:
+    (repo / "weights.pt").write_bytes(b"w" * 10)
+    snap(repo, "explicit", files=["weights.pt"])
+    assert query(repo, "SELECT path, kind FROM artifacts WHERE source = 'file'") == [("weights.pt", "model")]
+    with pytest.raises(UsageProblem, match="'missing.csv' does not exist"):
+        snap(repo, "x", files=["missing.csv"])
+    outside = tmp_path / "outside.csv"
+    outside.write_text("x")
+    with pytest.raises(UsageProblem, match="outside the repository"):
+        snap(repo, "x", files=[str(outside)])
+
+
+@pytest.mark.parametrize("hostile", ["../escaped.txt", "/tmp/nbversion-escaped.txt", "data/../../escaped.txt"])
+def test_hostile_paths_in_the_catalog_are_refused_by_name(repo: Path, hostile: str) -> None:
+    (repo / "ok.txt").write_text("fine")
+    snap(repo, "one", files=["ok.txt"])
+    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
+    conn.execute("UPDATE artifacts SET path = ? WHERE path = 'ok.txt'", (hostile,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(UsageProblem, match=f"refusing to restore file {hostile!r}"):
+        nbversion.restore("HEAD", {}, repo=repo)
+    assert not (repo.parent / "escaped.txt").exists()
+    assert not Path("/tmp/nbversion-escaped.txt").exists()
+
+
+def test_symlink_leading_outside_is_refused(data_repo: Path, tmp_path: Path) -> None:
+    repo = data_repo
+    snap(repo, "one")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (repo / "data").rename(tmp_path / "moved-data")
+    (repo / "data").symlink_to(outside)
+    with pytest.raises(UsageProblem, match="outside the repository through a symlink"):
+        nbversion.restore("HEAD", {}, repo=repo)
+    assert list(outside.iterdir()) == []
+
+
+# -- show, diff, checkout-code ---------------------------------------------------------------------
+
+
+def test_diff_shows_changed_metric_variable_file_and_code(data_repo: Path) -> None:
+    repo = data_repo
+    snap(repo, "before", ns={"accuracy": 0.81, "weights": [1, 2], "gone": 1, "In": ["", "a = 1"]})
+    (repo / "data" / "part-0003.csv").write_text("new\n")
+    snap(repo, "after", ns={"accuracy": 0.87, "weights": [1, 2, 3], "added": "x", "In": ["", "a = 1", "a = 2"]})
+    text = nbversion.diff("HEAD~1", "HEAD", repo=repo)
+    assert "accuracy: 0.81 -> 0.87" in text
+    assert "~ weights  length 2 [1, 2] -> length 3 [1, 2, 3]" in text
+    assert "+ added" in text and "- gone" in text
+    assert "~ data/part-0003.csv" in text
+    assert "+a = 2" in text
+
+
+def test_checkout_code_reproduces_the_dirty_tree(repo: Path, tmp_path: Path) -> None:
+    (repo / "train.py").write_text("print('committed')\n")
+    (repo / "lib.py").write_text("A = 1\n")
+    commit_all(repo)
+    (repo / "train.py").write_text("print('edited, not committed')\n")
+    (repo / "lib.py").unlink()
+    (repo / "scratch.py").write_text("# untracked\n")
+    snap(repo, "dirty work")
+    (repo / "train.py").write_text("print('later')\n")
+    out = tmp_path / "code"
+    text = nbversion.checkout_code("HEAD", out, repo=repo)
+    assert "uncommitted diff applied" in text and "1 untracked file" in text
+    assert (out / "train.py").read_text() == "print('edited, not committed')\n"
+    assert not (out / "lib.py").exists()
+    assert (out / "scratch.py").read_text() == "# untracked\n"
+    assert (repo / "train.py").read_text() == "print('later')\n"  # the user's tree is untouched
+    with pytest.raises(UsageProblem, match="exists and is not empty"):
+        nbversion.checkout_code("HEAD", out, repo=repo)
+
+
+def test_cli_verbs_from_the_shell(data_repo: Path, tmp_path: Path) -> None:
+    repo = data_repo
+    (repo / "train.py").write_text("print(1)\n")
+    commit_all(repo)
+    snap(repo, "base", ns={"score": 1.0}, tag="base")
+    (repo / "data" / "part-0002.csv").write_text("x\n")
+    snap(repo, "next", ns={"score": 2.0})
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([NBVERSION, *args], cwd=repo, capture_output=True, text=True)
+
+    show = run("show", "base")
+    assert show.returncode == 0 and "message:  base" in show.stdout and "score = 1" in show.stdout
+    diff = run("diff", "base", "HEAD")
+    assert diff.returncode == 0 and "score: 1 -> 2" in diff.stdout and "data/part-0002.csv" in diff.stdout
+    restore = run("restore", "base")
+    assert restore.returncode == 0 and "1 file" in restore.stdout
+    assert (repo / "data" / "part-0002.csv").read_text() == "id,value\n2,4\n"
+    checkout = run("checkout-code", "base", str(tmp_path / "co"))
+    assert checkout.returncode == 0 and (tmp_path / "co" / "train.py").exists()
+    bad = run("show", "nope")
+    assert bad.returncode == 1 and bad.stderr == "nbversion: error: snapshot 'nope' not found\n"
