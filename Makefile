@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench bench-peers venv clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) bench-peers
 	$(PY) benchmarks/bench_array.py
+	$(PY) benchmarks/bench_files.py
+
+# The peers we measure against live in their own environments, never in .venv.
+bench-peers: benchmarks/.venv-dvc/bin/dvc
+
+benchmarks/.venv-dvc/bin/dvc:
+	$(PYTHON) -m venv benchmarks/.venv-dvc
+	benchmarks/.venv-dvc/bin/pip install --quiet dvc
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

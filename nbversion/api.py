@@ -180,7 +180,7 @@ def snapshot(
             project.root, project.store, config.untracked_max_bytes, skip=tracked.paths
         )
         code = capture_notebook.capture(namespace, project.root, project.store, notebook_path)
-        environment = capture_env.capture()
+        environment = capture_env.capture(cache)
         artifacts = [*captured.artifacts, *tracked.artifacts, *git_artifacts, *code]
         snapshot_id = new_id()
         checkpointed = catalog.add_snapshot(

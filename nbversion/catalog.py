@@ -29,8 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from . import migrations
 from .errors import AmbiguousRef, CatalogError, RefNotFound, TagExists, UsageProblem
 
@@ -174,7 +172,24 @@ class Catalog:
         except BaseException:
             conn.close()
             raise
-        self.db = sqlite_utils.Database(conn)
+        self._db: Any = None
+
+    @property
+    def db(self) -> Any:
+        """A :class:`sqlite_utils.Database` over the same connection, for introspection.
+
+        Imported on first use: it brings pandas along, too slow for every command line.
+        """
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
+
+    def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Catalog:
@@ -229,14 +244,14 @@ class Catalog:
         notebook: str | None = None,
         git: dict[str, Any] | None = None,
         environment: Any = None,
-        tree_entries: dict[str, list[dict[str, Any]]] | None = None,
+        tree_entries: dict[str, Any] | None = None,
         nbversion_version: str,
         python_version: str,
     ) -> bool:
         """Record one snapshot and everything it holds, in one transaction.
 
-        The blobs the artifacts (and the *tree_entries*: manifest id -> its files) name must
-        already be in the object store. *environment* is a
+        The blobs the artifacts (and the *tree_entries*: manifest id -> its files, or a
+        function returning them) name must already be in the object store. *environment* is a
         :class:`~nbversion.capture.environment.Environment`.
 
         :returns: whether the WAL was checkpointed (see :meth:`checkpoint`).
@@ -246,8 +261,6 @@ class Catalog:
         tree_entries = tree_entries or {}
         created_at = id_time(snapshot_id).isoformat()
         objects = {a.object_id: a.size if a.object_size is None else a.object_size for a in artifacts if a.object_id}
-        for entries in tree_entries.values():
-            objects.update((e["object_id"], e["size"]) for e in entries)
         with self.transaction() as conn:
             if parent is not None and not self._exists(parent):
                 parent = None
@@ -281,7 +294,13 @@ class Catalog:
             )
             for tree_id, entries in tree_entries.items():
                 if conn.execute("SELECT 1 FROM tree_entries WHERE tree_id = ? LIMIT 1", (tree_id,)).fetchone():
-                    continue  # an unchanged directory: its entries are recorded already
+                    continue  # an unchanged directory: its entries and objects are recorded already
+                if callable(entries):
+                    entries = entries()
+                conn.executemany(
+                    "INSERT OR IGNORE INTO objects (id, size, created_at, first_snapshot_id) VALUES (?, ?, ?, ?)",
+                    [(e["object_id"], e["size"], created_at, snapshot_id) for e in entries],
+                )
                 conn.executemany(
                     "INSERT INTO tree_entries (tree_id, path, object_id, size, kind) VALUES (?, ?, ?, ?, ?)",
                     [(tree_id, e["path"], e["object_id"], e["size"], e["kind"]) for e in entries],
@@ -475,7 +494,7 @@ class Catalog:
         if source is not None:
             sql += " AND source = ?"
             params.append(source)
-        rows = list(self.db.query(sql + " ORDER BY source, name", params))
+        rows = self._query(sql + " ORDER BY source, name", params)
         for row in rows:
             row["summary"] = json.loads(row["summary"])
         return rows
@@ -497,15 +516,16 @@ class Catalog:
                     WHERE first_snapshot_id = page.id) AS new_bytes
             FROM page ORDER BY id DESC
         """
-        return list(self.db.query(sql, {"limit": -1 if limit is None else limit}))
+        return self._query(sql, {"limit": -1 if limit is None else limit})
 
 
 class StatCache:
     """What each file's bytes hashed to, keyed by the file's ``stat``, like DVC's state db.
 
     An unchanged file (same inode, size and modification time) then costs a ``stat``, not a
-    re-hash. It is machine-local, so it lives beside the catalog in ``state.db``, which git
-    ignores. Losing it only costs re-hashing.
+    re-hash. It also remembers small machine-local facts between processes (:meth:`recall`).
+    It is machine-local, so it lives beside the catalog in ``state.db``, which git ignores.
+    Losing it only costs re-hashing.
 
     :param path: the cache file, created when missing.
     """
@@ -527,8 +547,18 @@ class StatCache:
                 "CREATE TABLE stat_cache (path TEXT PRIMARY KEY, inode INTEGER NOT NULL,"
                 " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, object_id TEXT NOT NULL)"
             )
+        self.conn.execute("CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._rows: dict[str, tuple[int, int, int, str]] | None = None
         self._pending: dict[str, tuple[int, int, int, str]] = {}
+
+    def recall(self, key: str) -> Any:
+        """Return the JSON value remembered under *key* (``None`` if nothing is)."""
+        row = self.conn.execute("SELECT value FROM memo WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def remember(self, key: str, value: Any) -> None:
+        """Remember a JSON-able *value* under *key* (for the next process on this machine)."""
+        self.conn.execute("INSERT OR REPLACE INTO memo (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def lookup(self, path: str, stat: os.stat_result) -> str | None:
         """Return the object id of *path* if its stat is the one recorded with it."""

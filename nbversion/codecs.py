@@ -27,8 +27,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import joblib
-
 from .errors import CorruptObject, DecodeError, EncodeError, ObjectError
 from .store import CHUNK_SIZE, ObjectStore, PutResult
 
@@ -88,6 +86,8 @@ def encode(value: Any, store: ObjectStore, *, probe: bool = True) -> tuple[str, 
                 return codec, store.put_bytes(text)
         if codec == "pickle":
             return codec, store.put_stream(lambda file: pickle.dump(value, file, protocol=5))
+        import joblib  # imported when needed: it brings numpy along
+
         return "joblib", store.put_stream(lambda file: joblib.dump(value, file))
     except ObjectError:
         raise
@@ -146,6 +146,8 @@ def decode(codec: str, object_id: str, store: ObjectStore) -> Any:
 
             return pa.ipc.open_file(pa.py_buffer(data)).read_all().to_pandas()
         if codec == "joblib":
+            import joblib
+
             return joblib.load(io.BytesIO(data))
         if codec == "pickle":
             return pickle.loads(data)

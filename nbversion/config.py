@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,7 +30,7 @@ DATA_EXTENSIONS = (".csv", ".tsv", ".parquet", ".feather", ".arrow", ".json", ".
 MODEL_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".onnx", ".safetensors", ".h5", ".keras", ".ckpt")
 
 
-@dataclass
+@dataclass(eq=False)
 class Config:
     """The settings, with their defaults."""
 
@@ -40,7 +42,12 @@ class Config:
 
     def kind_of_file(self, path: str) -> str:
         """Return ``data``, ``model`` or ``other`` for a file, by its extension or directory."""
-        lower = path.lower()
+        directory, _, name = path.lower().rpartition("/")
+        return self._kind_of(directory, os.path.splitext(name)[1])
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - a handful of (directory, extension) pairs
+    def _kind_of(self, directory: str, extension: str) -> str:
+        lower = f"{directory}/x{extension}"
         if lower.endswith(tuple(self.model_extensions)):
             return "model"
         if lower.endswith(tuple(self.data_extensions)):

@@ -81,7 +81,12 @@ class Project:
     def _ensure_dir(self) -> None:
         self.dir.mkdir(exist_ok=True)
         gitignore = self.dir / ".gitignore"
-        if not gitignore.exists():
+        try:
+            current = gitignore.read_text()
+        except FileNotFoundError:
+            current = None
+        # Ours to keep current (an older nbversion wrote fewer lines); a user's own is left alone.
+        if current is None or (current != GITIGNORE and current.startswith("# Written by nbversion")):
             gitignore.write_text(GITIGNORE)
 
     def open_catalog(self) -> Catalog:

@@ -241,6 +241,34 @@ class VerifiedReader:
     def readable(self) -> bool:
         return True
 
+    def copy_to(self, out: IO[bytes]) -> int:
+        """Copy the rest of the object into *out*, hashing on another thread while this one
+        reads and writes (two buffers take turns); call :meth:`verify` afterwards."""
+        global _overlap_pool
+        if _overlap_pool is None:
+            _overlap_pool = ThreadPoolExecutor(1, thread_name_prefix="nbversion-hash")
+        buffers = [memoryview(bytearray(CHUNK_SIZE)), memoryview(bytearray(CHUNK_SIZE))]
+        hashing = None
+        total, turn = 0, 0
+        try:
+            while True:
+                view = buffers[turn]
+                n = self._file.readinto(view)
+                if hashing is not None:
+                    hashing.result()  # the other buffer is free again
+                    hashing = None
+                if not n:
+                    break
+                hashing = _overlap_pool.submit(self._hasher.update, view[:n])
+                out.write(view[:n])
+                total += n
+                turn ^= 1
+        finally:
+            if hashing is not None:
+                hashing.result()
+        self.size += total
+        return total
+
     def verify(self) -> None:
         """Read whatever is left and check the hash of the whole object."""
         while True:

@@ -358,3 +358,34 @@ def test_cli_verbs_from_the_shell(data_repo: Path, tmp_path: Path) -> None:
     assert checkout.returncode == 0 and (tmp_path / "co" / "train.py").exists()
     bad = run("show", "nope")
     assert bad.returncode == 1 and bad.stderr == "nbversion: error: snapshot 'nope' not found\n"
+
+
+def test_unchanged_directory_in_a_new_catalog_still_lists_its_files(data_repo: Path) -> None:
+    repo = data_repo
+    first = snap(repo, "first")
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (repo / ".nbversion" / name).unlink(missing_ok=True)
+    second = snap(repo, "fresh catalog, same files")  # the machine-local memo says: unchanged
+    assert [a.object_id for a in second.artifacts if a.codec == "tree"] == [
+        a.object_id for a in first.artifacts if a.codec == "tree"
+    ]
+    assert query(repo, "SELECT count(*) FROM snapshot_files") == [(1001,)]
+
+
+def test_large_file_restores_verified_and_corruption_writes_nothing(repo: Path) -> None:
+    big = repo / "model.onnx"
+    payload = os.urandom(40 * 1024 * 1024 + 123)  # several chunks, and a ragged end
+    big.write_bytes(payload)
+    snap(repo, "big", files=["model.onnx"])
+    big.unlink()
+    nbversion.restore("HEAD", {}, repo=repo)
+    assert big.read_bytes() == payload
+    (object_id,) = query(repo, "SELECT object_id FROM artifacts WHERE path = 'model.onnx'")[0]
+    stored = repo / ".nbversion" / "objects" / object_id[:2] / object_id[2:]
+    damaged = bytearray(stored.read_bytes())
+    damaged[30_000_000] ^= 1
+    stored.write_bytes(bytes(damaged))
+    big.unlink()
+    with pytest.raises(nbversion.errors.CorruptObject, match=object_id):
+        nbversion.restore("HEAD", {}, repo=repo)
+    assert not big.exists() and not list(repo.glob(".model.onnx.*"))

@@ -14,6 +14,7 @@ import platform
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ..store import hash_buffers
 
@@ -42,12 +43,23 @@ def _path_stamp() -> tuple[tuple[str, int], ...]:
     return tuple(stamp)
 
 
-def capture() -> Environment:
-    """Return the current environment (cached while ``sys.path`` directories are unchanged)."""
+def capture(memo: Any = None) -> Environment:
+    """Return the current environment, cached while ``sys.path`` directories are unchanged:
+    in this process, and across processes through *memo* (a
+    :class:`~nbversion.catalog.StatCache`), since reading every package's metadata takes
+    a noticeable fraction of a second."""
     global _cache
     stamp = _path_stamp()
     if _cache is not None and _cache[0] == stamp:
         return _cache[1]
+    remembered = memo.recall("environment") if memo is not None else None
+    if remembered and remembered["stamp"] == [list(s) for s in stamp]:
+        environment = Environment(
+            remembered["id"], remembered["python_version"], remembered["platform"],
+            tuple(tuple(p) for p in remembered["packages"]),  # type: ignore[misc]
+        )
+        _cache = (stamp, environment)
+        return environment
     packages: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]
@@ -58,6 +70,12 @@ def capture() -> Environment:
     key = json.dumps([python_version, system, ordered]).encode()
     environment = Environment(hash_buffers([key]), python_version, system, ordered)
     _cache = (stamp, environment)
+    if memo is not None:
+        memo.remember(
+            "environment",
+            {"stamp": stamp, "id": environment.id, "python_version": python_version, "platform": system,
+             "packages": ordered},
+        )
     return environment
 
 

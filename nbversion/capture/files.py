@@ -8,6 +8,7 @@ also lists a new manifest's entries in ``tree_entries``. Unchanged files cost a 
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -15,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import xxhash
 
 from ..catalog import Artifact, StatCache
 from ..config import Config
@@ -30,7 +33,8 @@ class CapturedFiles:
     """Tracked files' artifacts, the entries of their trees, and what was passed over."""
 
     artifacts: list[Artifact] = field(default_factory=list)
-    tree_entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: manifest id -> its entries (or a function that reads them, when likely known already)
+    tree_entries: dict[str, Any] = field(default_factory=dict)
     paths: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
@@ -75,16 +79,13 @@ def capture(
         if full.is_dir():
             _capture_tree(root, relative, store, config, cache, result)
         elif full.is_file():
-            entry = _store_file(root, relative, store, cache)
-            if entry is None:
-                continue
-            put, size = entry
+            put = _store_file(root, relative, store, cache)
             result.paths.add(relative)
             result.artifacts.append(
                 Artifact(
                     kind=config.kind_of_file(relative), source="file", name=relative, path=relative,
-                    type="file", codec="file", object_id=put.object_id, size=size,
-                    new_bytes=size if put.new else 0,
+                    type="file", codec="file", object_id=put.object_id, size=put.size,
+                    new_bytes=put.size if put.new else 0,
                 )
             )
     cache.save()
@@ -100,45 +101,98 @@ def _expand(root: Path, pattern: str) -> list[str]:
     return [pattern.rstrip("/")] if (root / pattern).exists() else []
 
 
-def _store_file(root: Path, relative: str, store: ObjectStore, cache: StatCache) -> tuple[Any, int] | None:
-    full = root / relative
-    stat = full.lstat()
+def _store_file(
+    root: Path, relative: str, store: ObjectStore, cache: StatCache, stat: os.stat_result | None = None,
+    check_exists: bool = True,
+) -> PutResult:
+    """Store one file, unless the stat cache knows its object (then it costs nothing more).
+
+    With *check_exists* off, a cache hit is trusted without looking in the store; the caller
+    checks later, when it matters (a directory whose manifest is new).
+    """
+    full = os.path.join(root, relative)
+    stat = stat or os.lstat(full)
     object_id = cache.lookup(relative, stat)
-    if object_id is not None and store.exists(object_id):
-        return PutResult(object_id, stat.st_size, False), stat.st_size
+    if object_id is not None and (not check_exists or store.exists(object_id)):
+        return PutResult(object_id, stat.st_size, False)
     put = store.put_file(full)
-    after = full.lstat()
-    if (after.st_size, after.st_mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-        cache.record(relative, stat, put.object_id)  # never cache a file that moved under us
-    return put, put.size
+    after = os.lstat(full)
+    if (after.st_size, after.st_mtime_ns, after.st_ino) == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+        cache.record(relative, stat, put.object_id)  # never cache a file that changed under us
+    return put
+
+
+def _walk(root: Path, relative: str) -> list[tuple[str, os.stat_result]]:
+    """Every regular file under *relative* (symlinks and SKIP_DIRS left out), sorted by path."""
+    found: list[tuple[str, os.stat_result]] = []
+    stack = [relative]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(os.path.join(root, directory)) as entries:
+            for entry in entries:
+                path = f"{directory}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in SKIP_DIRS:
+                        stack.append(path)
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((path, entry.stat(follow_symlinks=False)))
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def _stat_digest(files: list[tuple[str, os.stat_result]]) -> str:
+    """A fingerprint of a directory's listing and every file's stat: equal means unchanged
+    (by the same rule as the stat cache, for all files at once)."""
+    listing = "\0".join(f"{p}\0{s.st_ino}\0{s.st_size}\0{s.st_mtime_ns}" for p, s in files)
+    return xxhash.xxh3_128_hexdigest(listing.encode("utf-8", "surrogateescape"))
 
 
 def _capture_tree(
     root: Path, relative: str, store: ObjectStore, config: Config, cache: StatCache, result: CapturedFiles
 ) -> None:
-    entries = []
-    new_bytes = 0
-    for directory, dirnames, filenames in os.walk(root / relative):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not os.path.islink(os.path.join(directory, d)))
-        for filename in sorted(filenames):
-            full = Path(directory) / filename
-            if full.is_symlink() or not full.is_file():
-                continue
-            path = full.relative_to(root).as_posix()
-            put, size = _store_file(root, path, store, cache)  # type: ignore[misc]
-            new_bytes += size if put.new else 0
-            entries.append({"path": path, "object_id": put.object_id, "size": size, "kind": config.kind_of_file(path)})
-            result.paths.add(path)
+    files = _walk(root, relative)
+    digest = _stat_digest(files)
+    remembered = cache.recall(f"tree:{relative}")
+    if remembered and remembered["digest"] == digest and store.exists(remembered["artifact"]["object_id"]):
+        # Nothing under the directory changed since the last snapshot on this machine.
+        artifact = Artifact(**{**remembered["artifact"], "new_bytes": 0})
+        result.paths.update(path for path, _ in files)
+        result.artifacts.append(artifact)
+        # The catalog lists this manifest's entries already, unless it is a new catalog.
+        result.tree_entries[artifact.object_id] = lambda: json.loads(store.read_bytes(artifact.object_id))
+        return
+    puts = [_store_file(root, path, store, cache, stat, check_exists=False) for path, stat in files]
+
+    def manifest_of(puts: list[PutResult]) -> list[dict[str, Any]]:
+        return [
+            {"path": path, "object_id": put.object_id, "size": put.size, "kind": config.kind_of_file(path)}
+            for (path, _), put in zip(files, puts)
+        ]
+
+    entries = manifest_of(puts)
     manifest = store.put_bytes(json.dumps(entries, separators=(",", ":")).encode())
+    if manifest.new:
+        # A directory state not seen before: make sure every file the cache vouched for is
+        # really in the store (someone may have deleted objects by hand).
+        repaired = [
+            put if put.new or store.exists(put.object_id) else _store_file(root, path, store, cache, stat)
+            for (path, stat), put in zip(files, puts)
+        ]
+        if repaired != puts:
+            puts, entries = repaired, manifest_of(repaired)
+            manifest = store.put_bytes(json.dumps(entries, separators=(",", ":")).encode())
+    result.paths.update(path for path, _ in files)
     kinds = Counter(e["kind"] for e in entries)
     kind = config.kind_of_file(relative + "/x") if not kinds else kinds.most_common(1)[0][0]
     total = sum(e["size"] for e in entries)
+    new_bytes = sum(put.size for put in puts if put.new)
     result.tree_entries[manifest.object_id] = entries
-    result.artifacts.append(
-        Artifact(
-            kind=kind, source="file", name=relative, path=relative, type="directory", codec="tree",
-            object_id=manifest.object_id, size=total, object_size=manifest.size,
-            new_bytes=new_bytes + (manifest.size if manifest.new else 0),
-            summary={"files": len(entries), "bytes": total, "kinds": dict(kinds)},
-        )
+    artifact = Artifact(
+        kind=kind, source="file", name=relative, path=relative, type="directory", codec="tree",
+        object_id=manifest.object_id, size=total, object_size=manifest.size,
+        new_bytes=new_bytes + (manifest.size if manifest.new else 0),
+        summary={"files": len(entries), "bytes": total, "kinds": dict(kinds)},
     )
+    result.artifacts.append(artifact)
+    if _stat_digest(_walk(root, relative)) == digest:  # remember it only if nothing moved while we read
+        cache.remember(f"tree:{relative}", {"digest": digest, "artifact": dataclasses.asdict(artifact)})

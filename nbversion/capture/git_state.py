@@ -7,6 +7,7 @@ everything but the diff, and ``git diff --binary`` only when the tree is dirty.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,22 @@ def _repo(root: Path) -> Any:
         return None
 
 
-def read_state(root: Path, exclude: tuple[str, ...] = (".nbversion/",)) -> tuple[GitState, Any]:
-    """Return the git state of the work tree at *root* (and the GitPython repo, or None)."""
-    repo = _repo(root)
-    if repo is None or not (root / ".git").exists():
-        return GitState(is_repo=False), None
-    out = repo.git.status("--porcelain=v2", "--branch", "--untracked-files=all", "-z")
+def read_state(root: Path, exclude: tuple[str, ...] = (".nbversion/",)) -> GitState:
+    """Return the git state of the work tree at *root*.
+
+    One plain ``git status`` process: this runs on every snapshot, and importing GitPython
+    would cost more than git itself does here. ``--no-optional-locks``: a snapshot never
+    takes ``index.lock`` from under the user's own git.
+    """
+    if not (root / ".git").exists():
+        return GitState(is_repo=False)
+    proc = subprocess.run(
+        ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=all", "-z"],
+        cwd=root, capture_output=True, text=True, encoding="utf-8", errors="surrogateescape",
+    )
+    if proc.returncode != 0:
+        return GitState(is_repo=False)
+    out = proc.stdout
     state = GitState(is_repo=True, dirty=False)
     records = out.split("\0")
     i = 0
@@ -73,7 +84,7 @@ def read_state(root: Path, exclude: tuple[str, ...] = (".nbversion/",)) -> tuple
         elif record.startswith("2 "):
             state.dirty = True
             i += 1  # a rename or copy is followed by its original path
-    return state, repo
+    return state
 
 
 def uncommitted_diff(repo: Any, state: GitState) -> bytes:
@@ -93,11 +104,24 @@ def capture(
     """Return the git state and its artifacts: the diff, and each untracked file (its bytes
     when at most *untracked_max_bytes*, else only its size). Paths in *skip* (files tracked
     by nbversion itself) are left out."""
-    state, repo = read_state(root)
+    state = read_state(root)
     artifacts: list[Artifact] = []
-    if repo is None:
+    if not state.is_repo:
         return state, artifacts
-    if state.dirty:
+    repo = _repo(root) if state.dirty else None  # GitPython only when there is a diff to take
+    try:
+        _capture_changes(root, store, untracked_max_bytes, skip, state, repo, artifacts)
+    finally:
+        if repo is not None:
+            repo.close()
+    return state, artifacts
+
+
+def _capture_changes(
+    root: Path, store: ObjectStore, untracked_max_bytes: int, skip: set[str] | frozenset[str],
+    state: GitState, repo: Any, artifacts: list[Artifact],
+) -> None:
+    if repo is not None:
         diff = uncommitted_diff(repo, state)
         put = store.put_bytes(diff)
         artifacts.append(
@@ -133,7 +157,6 @@ def capture(
                 codec="file", object_id=put.object_id, size=put.size, new_bytes=put.size if put.new else 0,
             )
         )
-    return state, artifacts
 
 
 def _files_in_diff(diff: bytes) -> int:
@@ -167,3 +190,6 @@ def materialize(repo_root: Path, commit: str | None, target: Path, patch: bytes)
     except git.GitCommandError as exc:
         detail = (exc.stderr or str(exc)).strip().splitlines()
         raise UsageProblem(f"cannot check out the code into {target}: {detail[-1] if detail else exc}") from None
+    finally:
+        if repo is not None:
+            repo.close()
