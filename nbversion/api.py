@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,35 +404,30 @@ def diff(a: str, b: str, *, repo: PathLike | None = None) -> Text:
         code_b = {x["name"]: x for x in catalog.artifacts(id_b) if x["source"] in ("notebook", "git")}
     lines = [f"diff {short_id(id_a)} \"{rec_a['message']}\" -> {short_id(id_b)} \"{rec_b['message']}\""]
 
-    changes = []
-    for name in sorted(vars_a.keys() | vars_b.keys()):
-        old, new = vars_a.get(name), vars_b.get(name)
-        if old is None:
-            changes.append(f"  + {name}  {describe(new['summary'])}")
-        elif new is None:
-            changes.append(f"  - {name}  {describe(old['summary'])}")
-        elif old["object_id"] != new["object_id"]:
-            before, after = describe(old["summary"]), describe(new["summary"])
-            changes.append(f"  ~ {name}  {before} -> {after}" if before != after else f"  ~ {name}  {after} (content changed)")
-    lines += ["", "variables:", *(changes or ["  (no change)"])]
-
-    changes = []
-    for name in sorted(metrics_a.keys() | metrics_b.keys()):
-        old, new = metrics_a.get(name, "-"), metrics_b.get(name, "-")
-        if old != new:
-            changes.append(f"  {name}: {_number(old)} -> {_number(new)}")
-    lines += ["", "metrics:", *(changes or ["  (no change)"])]
-
-    changes = []
-    for path in sorted(files_a.keys() | files_b.keys()):
-        old, new = files_a.get(path), files_b.get(path)
-        if old is None:
-            changes.append(f"  + {path}  ({format_bytes(new[1])})")
-        elif new is None:
-            changes.append(f"  - {path}")
-        elif old[0] != new[0]:
-            changes.append(f"  ~ {path}  ({format_bytes(old[1])} -> {format_bytes(new[1])})")
-    lines += ["", "files:", *(changes or ["  (no change)"])]
+    lines += ["", "variables:", *_changes(
+        vars_a, vars_b,
+        added=lambda name, new: f"  + {name}  {describe(new['summary'])}",
+        removed=lambda name, old: f"  - {name}  {describe(old['summary'])}",
+        changed=lambda name, old, new: (
+            f"  ~ {name}  {describe(old['summary'])} -> {describe(new['summary'])}"
+            if describe(old["summary"]) != describe(new["summary"])
+            else f"  ~ {name}  {describe(new['summary'])} (content changed)"
+        ) if old["object_id"] != new["object_id"] else None,
+    )]
+    lines += ["", "metrics:", *_changes(
+        metrics_a, metrics_b,
+        added=lambda name, new: f"  {name}: - -> {_number(new)}",
+        removed=lambda name, old: f"  {name}: {_number(old)} -> -",
+        changed=lambda name, old, new: f"  {name}: {_number(old)} -> {_number(new)}" if old != new else None,
+    )]
+    lines += ["", "files:", *_changes(
+        files_a, files_b,
+        added=lambda path, new: f"  + {path}  ({format_bytes(new[1])})",
+        removed=lambda path, old: f"  - {path}",
+        changed=lambda path, old, new: (
+            f"  ~ {path}  ({format_bytes(old[1])} -> {format_bytes(new[1])})" if old[0] != new[0] else None
+        ),
+    )]
 
     lines += ["", "code:", f"  git: {_git_line(rec_a)} -> {_git_line(rec_b)}"]
     patch_a, patch_b = code_a.get(capture_git.DIFF_NAME), code_b.get(capture_git.DIFF_NAME)
@@ -484,6 +479,26 @@ def checkout_code(ref: str, directory: PathLike, *, repo: PathLike | None = None
     if missing:
         line += f" ({_plural(len(missing), 'file')} over the size cap not kept: {', '.join(missing[:5])})"
     return Text(line)
+
+
+def _changes(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    added: Callable[[str, Any], str],
+    removed: Callable[[str, Any], str],
+    changed: Callable[[str, Any, Any], str | None],
+) -> list[str]:
+    """Lines for what differs between two name -> value maps, sorted by name."""
+    lines = []
+    for name in sorted(before.keys() | after.keys()):
+        if name not in before:
+            lines.append(added(name, after[name]))
+        elif name not in after:
+            lines.append(removed(name, before[name]))
+        elif (line := changed(name, before[name], after[name])) is not None:
+            lines.append(line)
+    return lines or ["  (no change)"]
 
 
 def _git_line(record: dict[str, Any]) -> str:

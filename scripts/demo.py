@@ -25,10 +25,14 @@ def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(WORK)], check=True)
+    shutil.copy(NOTEBOOK, WORK / NOTEBOOK.name)
+    # Tell nbversion which notebook this is: a headless kernel has no Jupyter server to ask.
+    (WORK / "pyproject.toml").write_text(f'[tool.nbversion]\nnotebook = "{NOTEBOOK.name}"\n')
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     print(f"Executing {NOTEBOOK.relative_to(HERE)} in a real kernel (in {WORK.relative_to(HERE)}/) ...\n")
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(WORK)}}).execute()
-    nbformat.write(notebook, WORK / "quickstart.ipynb")
+    executed = WORK / "quickstart.executed.ipynb"
+    nbformat.write(notebook, executed)
 
     for cell in notebook.cells:
         if cell.cell_type != "code":
@@ -53,7 +57,7 @@ def main() -> int:
         ):
             print(f"    {value:.3f}  {message}")
     conn.close()
-    print(f"\nExecuted notebook saved to {(WORK / 'quickstart.ipynb').relative_to(HERE)}")
+    print(f"\nExecuted notebook saved to {executed.relative_to(HERE)}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,15 @@ def git(cwd: Path, *args: str) -> str:
         env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
              "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"},
     ).stdout
+
+
+def query(repo: Path, sql: str, *params: object) -> list[tuple]:
+    """Run read-only SQL on *repo*'s catalog with plain sqlite3, as any tool could."""
+    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
 
 
 @pytest.fixture

@@ -16,18 +16,10 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 import nbversion
-from conftest import git
+from conftest import git, query
 from nbversion.errors import UsageProblem
 
 NBVERSION = str(Path(sys.executable).parent / "nbversion")
-
-
-def query(repo: Path, sql: str, *params):
-    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def commit_all(repo: Path, message: str = "work") -> None:

@@ -11,24 +11,12 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
-from conftest import git
+from conftest import git, query
 from nbversion.catalog import short_id
 
 
 def last_id(repo: Path, offset: int = 0) -> str:
-    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
-    try:
-        return conn.execute("SELECT id FROM snapshots ORDER BY id DESC LIMIT 1 OFFSET ?", (offset,)).fetchone()[0]
-    finally:
-        conn.close()
-
-
-def query(repo: Path, sql: str, *params):
-    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+    return query(repo, "SELECT id FROM snapshots ORDER BY id DESC LIMIT 1 OFFSET ?", offset)[0][0]
 
 
 def usage_error(shell, line: str) -> str:
