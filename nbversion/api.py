@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,11 @@ from .capture import git_state as capture_git
 from .capture import namespace as capture_ns
 from .capture import notebook as capture_notebook
 from .capture.git_state import GitState
-from .catalog import Artifact, Catalog, Skipped, check_tag_name, new_id, short_id
-from .display import Table, Text, describe, format_bytes, relative_time
+from .catalog import Artifact, Catalog, Skipped, check_tag_name, new_id, read_query, short_id
+from .display import QueryResult, Table, Text, describe, format_bytes, progress, relative_time
 from .errors import NbversionError, RefNotFound, UsageProblem
 from .project import Project
+from .store import reporting
 
 PathLike = str | os.PathLike[str]
 
@@ -174,8 +175,10 @@ def snapshot(
             catalog.check_tag_free(tag)
         parent = _session_parent.get(str(catalog.path)) or catalog.head()
         previous = {a["name"]: a for a in catalog.artifacts(parent, "variable")} if parent else {}
-        captured = capture_ns.capture(namespace, names, project.store, previous)
-        tracked = capture_files.capture(project.root, project.store, config, cache, list(files))
+        expected = sum(_nbytes(namespace[n]) for n in names)
+        with progress("snapshot", expected or None) as moved, reporting(moved):
+            captured = capture_ns.capture(namespace, names, project.store, previous)
+            tracked = capture_files.capture(project.root, project.store, config, cache, list(files))
         git, git_artifacts = capture_git.capture(
             project.root, project.store, config.untracked_max_bytes, skip=tracked.paths
         )
@@ -269,7 +272,9 @@ def restore(
                         )
             else:
                 wanted = list(stored)
-        values = {name: _decode(stored[name], snapshot_id, project) for name in wanted}
+        total = sum(stored[name]["size"] for name in wanted)
+        with progress("restore", total or None) as moved, reporting(moved):
+            values = {name: _decode(stored[name], snapshot_id, project) for name in wanted}
         warnings = _library_warnings([stored[name] for name in wanted])
         changed: list[str] = []
         if (files and vars is None) or files_only:
@@ -338,6 +343,25 @@ def _decode(artifact: dict[str, Any], snapshot_id: str, project: Project) -> Any
         raise type(exc)(
             f"variable {artifact['name']!r} of snapshot {short_id(snapshot_id)}: {exc}"
         ) from None
+
+
+def query(
+    sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None, *, repo: PathLike | None = None
+) -> QueryResult:
+    """Run a read-only SQL query on the catalog and return its rows.
+
+    Bind values with parameters, never by pasting them into the text:
+    ``query("SELECT * FROM metrics WHERE name = :metric", {"metric": "accuracy"})``.
+
+    :raises ReadOnlyQueryError: for anything that would write, bad SQL, or a missing parameter.
+    """
+    project = Project.find(repo)
+    if not project.exists():
+        raise UsageProblem(f"there is no catalog yet in {project.root}: take a snapshot first")
+    with project.open_catalog():
+        pass  # migrate an older catalog once, so the documented views exist
+    columns, rows = read_query(project.catalog_path, sql, params if params is not None else ())
+    return QueryResult(columns, rows)
 
 
 def show(ref: str, *, patch: bool = False, repo: PathLike | None = None) -> Text:
@@ -522,6 +546,12 @@ def _cells_text(project: Project, artifact: dict[str, Any] | None) -> list[str]:
         lines.append(f"# [{cell['execution_count']}]\n")
         lines += [line + "\n" for line in cell["source"].splitlines()]
     return lines
+
+
+def _nbytes(value: Any) -> int:
+    """The size of an array-like value, cheaply (0 when it does not say)."""
+    size = getattr(value, "nbytes", 0)
+    return size if isinstance(size, int) else 0
 
 
 def _library_warnings(artifacts: list[dict[str, Any]]) -> list[str]:

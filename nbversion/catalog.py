@@ -519,6 +519,63 @@ class Catalog:
         return self._query(sql, {"limit": -1 if limit is None else limit})
 
 
+#: PRAGMAs a read query may use: they only describe the schema, whatever their argument...
+_DESCRIBING_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "database_list", "collation_list", "function_list", "pragma_list",
+    "compile_options",
+})
+#: ... and these, read but never set (``PRAGMA user_version``, not ``= 5``).
+_VALUE_PRAGMAS = frozenset({"user_version", "schema_version", "page_count", "page_size", "freelist_count"})
+
+
+def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+    """Allow reading and nothing else, whatever the SQL text says (Datasette's rule)."""
+    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE):
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name in _DESCRIBING_PRAGMAS or (name in _VALUE_PRAGMAS and arg2 is None):
+            return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+class ReadOnlyQueryError(UsageProblem):
+    """User SQL tried to write, or is not valid SQL."""
+
+
+def read_query(path: str | os.PathLike[str], sql: str, params: Any = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only statement on the catalog at *path*; return its columns and rows.
+
+    The connection is opened ``mode=ro`` and an authorizer refuses anything but reading, so
+    no statement (INSERT, DROP, ATTACH, a writing PRAGMA, ...) can change the catalog.
+
+    :raises ReadOnlyQueryError: for a writing statement, bad SQL, or a missing parameter.
+    """
+    if not sql.strip():
+        raise ReadOnlyQueryError("the query is empty: write a SELECT")
+    with Catalog.open(path, readonly=True) as catalog:
+        catalog.conn.set_authorizer(_read_only_authorizer)
+        try:
+            cursor = catalog.conn.execute(sql, params)
+            rows = cursor.fetchall()
+        except sqlite3.ProgrammingError as exc:
+            missing = re.search(r"binding parameter :?(\w+)", str(exc))
+            if missing and "supply a value" in str(exc):
+                raise ReadOnlyQueryError(f"parameter :{missing.group(1)} has no value (no variable of that name)") from None
+            raise ReadOnlyQueryError(f"the query failed: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            message = str(exc)
+            if "not authorized" in message or "readonly" in message:
+                verb = sql.strip().split(None, 1)[0].upper()
+                raise ReadOnlyQueryError(
+                    f"only read queries run on the catalog ({verb} was refused): use SELECT, WITH or EXPLAIN"
+                ) from None
+            raise ReadOnlyQueryError(f"the query failed: {message}") from None
+        columns = [c[0] for c in cursor.description] if cursor.description else []
+    return columns, rows
+
+
 class StatCache:
     """What each file's bytes hashed to, keyed by the file's ``stat``, like DVC's state db.
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, api
+from .display import Text
 from .errors import NbversionError, UsageProblem
 
 
@@ -95,7 +96,41 @@ def add_checkout_code_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", metavar="DIR", help="a new (or empty) directory to write the code into")
 
 
+def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion sql "SELECT ..." [--format table|csv|json] [-p NAME=VALUE ...]``."""
+    parser.add_argument("query", help="one read-only SQL statement (SELECT, WITH, EXPLAIN)")
+    parser.add_argument("--format", "-f", choices=["table", "csv", "json"], default="table", help="output format")
+    parser.add_argument(
+        "--param", "-p", action="append", default=[], metavar="NAME=VALUE",
+        help="bind :NAME to VALUE (a number when it parses as one, else text)",
+    )
+
+
 # -- verbs ---------------------------------------------------------------------------------------
+
+
+def _sql(args: argparse.Namespace) -> Any:
+    params: dict[str, Any] = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageProblem(f"parameter {item!r} should be NAME=VALUE")
+        params[name] = _number_or_text(value)
+    result = api.query(args.query, params)
+    if args.format == "csv":
+        return Text(result.to_csv().rstrip("\n"))
+    if args.format == "json":
+        return Text(result.to_json())
+    return result
+
+
+def _number_or_text(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _log(args: argparse.Namespace) -> Any:
@@ -124,6 +159,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "show": ("describe a snapshot: message, git state, code, variables, files, metrics", add_show_arguments, _show),
     "diff": ("what changed between two snapshots", add_diff_arguments, _diff),
     "restore": ("restore a snapshot's tracked files into the work tree", add_files_restore_arguments, _restore),
+    "sql": ("run a read-only SQL query on the catalog", add_sql_arguments, _sql),
     "checkout-code": (
         "write a snapshot's code (commit + uncommitted diff + untracked files) into a new directory",
         add_checkout_code_arguments, _checkout_code,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -119,3 +121,105 @@ def describe(summary: dict[str, Any]) -> str:
     if "skipped" in summary:
         parts.append(f"not kept: {summary['skipped']}")
     return " ".join(parts)
+
+
+class QueryResult:
+    """The answer to a catalog query: rows with named columns.
+
+    Shown as an HTML table in a notebook and a text table in a terminal; iterate it for
+    tuples, index it, or call :meth:`to_dataframe` (pandas) or :meth:`dicts`.
+    """
+
+    #: At most this many rows are drawn; all of them stay in the object.
+    DISPLAY_ROWS = 50
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        self.columns = list(columns)
+        self.rows = [tuple(r) for r in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return self.rows[index]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """The rows as dictionaries keyed by column."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+    def to_dataframe(self) -> Any:
+        """The rows as a pandas DataFrame (pandas must be installed)."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.rows, columns=self.columns)
+
+    DataFrame = to_dataframe  # jupysql's spelling
+
+    def _table(self) -> Table:
+        shown = self.rows[: self.DISPLAY_ROWS]
+        return Table(self.columns, [[_cell(v) for v in row] for row in shown], empty="(no rows)")
+
+    def _more(self) -> str:
+        extra = len(self.rows) - self.DISPLAY_ROWS
+        return f"... {extra} more rows" if extra > 0 else ""
+
+    def __repr__(self) -> str:
+        text = self._table().to_text()
+        return f"{text}\n{self._more()}" if self._more() else text
+
+    def _repr_html_(self) -> str:
+        more = f"<p>{html.escape(self._more())}</p>" if self._more() else ""
+        return self._table()._repr_html_() + more
+
+    def to_csv(self) -> str:
+        """The rows as CSV text, with a header."""
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+    def to_json(self) -> str:
+        """The rows as a JSON list of objects."""
+        import json
+
+        return json.dumps(self.dicts(), indent=2, default=repr)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+#: Transfers at least this large show a progress bar at once; smaller ones only after a second.
+PROGRESS_AT_ONCE_BYTES = 100 * 1024 * 1024
+
+
+@contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Callable[[int], Any]]:
+    """A byte-counting progress bar (tqdm, notebook-aware) for a snapshot or a restore.
+
+    It appears at once for *total* of 100 MiB or more, else only if the work takes more
+    than a second, so quick operations stay quiet. Yields the function to report bytes to.
+    """
+    try:  # a widget in a notebook that has ipywidgets; text everywhere else, without warnings
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
+
+    delay = 0.0 if total is not None and total >= PROGRESS_AT_ONCE_BYTES else 1.0
+    with tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
+              delay=delay, leave=False, dynamic_ncols=True) as bar:
+        yield bar.update

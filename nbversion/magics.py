@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from traitlets import Bool
 
 from . import api, cli
 from .errors import NbversionError
@@ -69,6 +70,16 @@ def _split(prog: str, line: str) -> list[str]:
         raise UsageError(f"{prog}: cannot split {line!r}: {exc}") from None
 
 
+def _parse_or_none(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace | None:
+    """Parse a magic's options; ``None`` when only ``--help`` was asked for."""
+    argv = _split(parser.prog, line)
+    with _one_line_errors():
+        try:
+            return parser.parse_args(argv)
+        except SystemExit:
+            return None
+
+
 def _verb(parser: argparse.ArgumentParser) -> Callable[[F], F]:
     """Make a magic of *function(self, args)*: split and parse the line with *parser*, turn
     errors into one line, and use the parser's usage as docstring (``%snapshot?``)."""
@@ -76,12 +87,10 @@ def _verb(parser: argparse.ArgumentParser) -> Callable[[F], F]:
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def magic(self: Magics, line: str) -> Any:
-            argv = _split(parser.prog, line)
+            args = _parse_or_none(parser, line)
+            if args is None:  # -h / --help printed the usage
+                return None
             with _one_line_errors():
-                try:
-                    args = parser.parse_args(argv)
-                except SystemExit:  # -h / --help printed the usage
-                    return None
                 return function(self, args)
 
         magic.__doc__ = parser.format_help()
@@ -90,9 +99,34 @@ def _verb(parser: argparse.ArgumentParser) -> Callable[[F], F]:
     return decorate
 
 
+class _NotebookParameters(dict):  # type: ignore[type-arg]
+    """SQL parameters (``:name``) looked up in the notebook's variables, as values, never
+    pasted into the SQL text."""
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        super().__init__()
+        self._namespace = namespace
+
+    def __missing__(self, name: str) -> Any:
+        value = self._namespace[name]  # KeyError: sqlite3 reports the parameter as missing
+        return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
+
+
+_NBSQL_CELL = cli.ArgumentParser(
+    prog="%%nbsql", description="Run the cell's SQL, read-only, on the catalog.", add_help=True
+)
+_NBSQL_CELL.add_argument("-o", "--out", metavar="NAME", help="also store the result in this variable")
+_NBSQL_CELL.add_argument("--df", action="store_true", help="return a pandas DataFrame")
+
+
 @magics_class
 class NbversionMagics(Magics):
     """The magics ``%load_ext nbversion`` registers."""
+
+    dataframe = Bool(
+        False, config=True,
+        help="Return %nbsql results as pandas DataFrames (%config NbversionMagics.dataframe = True).",
+    )
 
     @line_magic
     @_verb(_SNAPSHOT)
@@ -118,6 +152,32 @@ class NbversionMagics(Magics):
     @_verb(_SNAPSHOTS)
     def snapshots(self, args: argparse.Namespace) -> Any:
         return api.log(None if args.all else args.n)
+
+    @no_var_expand
+    @line_cell_magic
+    def nbsql(self, line: str, cell: str | None = None) -> Any:
+        """Query the catalog in SQL, read-only.
+
+        Line: ``%nbsql SELECT name, value FROM metrics``. Cell: ``%%nbsql [-o NAME] [--df]``
+        then the SQL below. ``:name`` binds the notebook variable ``name`` as a value. No
+        ``$`` or ``{}`` expansion happens. Writing statements are refused. The result shows
+        as a table; ``.to_dataframe()`` gives pandas.
+        """
+        out, as_frame = None, self.dataframe
+        if cell is None:
+            sql = line
+        else:
+            sql = cell
+            args = _parse_or_none(_NBSQL_CELL, line)
+            if args is None:
+                return None
+            out, as_frame = args.out, as_frame or args.df
+        with _one_line_errors():
+            result = api.query(sql, _NotebookParameters(self.shell.user_ns))
+            value = result.to_dataframe() if as_frame else result
+        if out:
+            self.shell.user_ns[out] = value
+        return value
 
     @line_magic
     def nbversion(self, line: str) -> Any:

@@ -125,6 +125,69 @@ MIGRATIONS: list[Migration] = [
             WHERE a.source = 'file' AND a.codec = 'tree';
         """,
     ),
+    Migration(
+        3,
+        "views for common questions",
+        """
+        CREATE VIEW snapshot_log AS
+            SELECT s.id, s.created_at, s.message, s.parent, s.git_commit, s.git_branch, s.git_dirty,
+                s.notebook,
+                (SELECT group_concat(name, ', ') FROM tags t WHERE t.snapshot_id = s.id) AS tags,
+                (SELECT count(*) FROM artifacts a WHERE a.snapshot_id = s.id AND a.source = 'variable') AS variables,
+                (SELECT count(*) FROM snapshot_files f WHERE f.snapshot_id = s.id) AS files,
+                (SELECT count(*) FROM metrics m WHERE m.snapshot_id = s.id) AS metrics,
+                (SELECT count(*) FROM skipped k WHERE k.snapshot_id = s.id) AS skipped,
+                (SELECT coalesce(sum(o.size), 0) FROM objects o WHERE o.first_snapshot_id = s.id) AS new_bytes
+            FROM snapshots s;
+        CREATE VIEW snapshot_metrics AS
+            SELECT s.id AS snapshot_id, s.created_at, s.message,
+                (SELECT group_concat(name, ', ') FROM tags t WHERE t.snapshot_id = s.id) AS tags,
+                m.name, m.value
+            FROM metrics m JOIN snapshots s ON s.id = m.snapshot_id;
+        CREATE VIEW latest_metrics AS
+            SELECT m.name, m.value, m.snapshot_id, s.created_at, s.message
+            FROM metrics m JOIN snapshots s ON s.id = m.snapshot_id
+            WHERE m.snapshot_id = (
+                SELECT m2.snapshot_id FROM metrics m2 WHERE m2.name = m.name ORDER BY m2.snapshot_id DESC LIMIT 1
+            );
+        CREATE VIEW artifact_summaries AS
+            SELECT a.snapshot_id, a.source, a.kind, a.name, a.path,
+                CASE WHEN instr(a.type, '.') THEN replace(a.type, rtrim(a.type, replace(a.type, '.', '')), '')
+                     ELSE a.type END AS type,
+                a.codec, a.size, a.object_id,
+                trim(
+                    coalesce('shape ' || replace(replace(replace(json_extract(a.summary, '$.shape'), '[', ''), ']', ''), ',', 'x') || ' ', '')
+                    || coalesce(json_extract(a.summary, '$.dtype') || ' ', '')
+                    || coalesce(json_extract(a.summary, '$.class') || ' ', '')
+                    || coalesce('= ' || json_extract(a.summary, '$.value') || ' ', '')
+                    || coalesce('length ' || json_extract(a.summary, '$.length') || ' ', '')
+                    || coalesce(json_extract(a.summary, '$.files') || ' files ', '')
+                    || coalesce(json_extract(a.summary, '$.preview'), '')
+                ) AS summary
+            FROM artifacts a;
+        CREATE VIEW lineage AS
+            WITH items AS (
+                SELECT snapshot_id, 'variable' AS source, name, object_id, kind
+                FROM artifacts WHERE source = 'variable'
+                UNION ALL
+                SELECT snapshot_id, 'file', path, object_id, kind FROM snapshot_files
+            )
+            SELECT m.snapshot_id, m.source AS model_source, m.name AS model,
+                m.object_id AS model_object_id,
+                d.source AS input_source, d.name AS input, d.object_id AS input_object_id
+            FROM items m
+            JOIN objects o ON o.id = m.object_id AND o.first_snapshot_id = m.snapshot_id
+            JOIN items d ON d.snapshot_id = m.snapshot_id AND d.kind = 'data'
+            WHERE m.kind = 'model';
+        """,
+    ),
+    Migration(
+        4,
+        "index for bytes added per snapshot",
+        """
+        CREATE INDEX objects_first_snapshot_id ON objects(first_snapshot_id);
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1].number

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -50,6 +51,26 @@ CHUNK_SIZE = 16 * 1024 * 1024
 OVERLAP_MIN = 1024 * 1024
 
 _overlap_pool: ThreadPoolExecutor | None = None
+
+#: Who to tell about bytes moved (a progress bar), set by :func:`reporting` for a block.
+_progress: ContextVar[Callable[[int], Any] | None] = ContextVar("nbversion_progress", default=None)
+
+
+@contextmanager
+def reporting(update: Callable[[int], Any]) -> Iterator[None]:
+    """Call *update(n)* for every *n* bytes written or read by stores in this block."""
+    token = _progress.set(update)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def _moved(n: int) -> None:
+    update = _progress.get()
+    if update is not None:
+        update(n)
+
 
 #: Fingerprints of bytes stored by this process -> their object ids (most recent last).
 _fingerprints: OrderedDict[bytes, str] = OrderedDict()
@@ -168,6 +189,7 @@ class _HashingWriter:
         if isinstance(data, bytes):
             _hash_beside(self._update, data, lambda: self._write_raw(data))
             self.size += len(data)
+            _moved(len(data))
             return len(data)
         view = memoryview(data).cast("B")
         for start in range(0, view.nbytes, CHUNK_SIZE):
@@ -177,6 +199,7 @@ class _HashingWriter:
             private = memoryview(self._private)[: piece.nbytes]
             private[:] = piece
             _hash_beside(self._update, private, lambda: self._write_raw(private))  # noqa: B023
+            _moved(piece.nbytes)
         self.size += view.nbytes
         return view.nbytes
 
@@ -217,6 +240,7 @@ class VerifiedReader:
         data = self._file.read(n)
         self._hasher.update(data)
         self.size += len(data)
+        _moved(len(data))
         return data
 
     def readinto(self, buffer: Buffer) -> int:
@@ -233,6 +257,7 @@ class VerifiedReader:
             if not n:
                 break
             total += n
+            _moved(n)
         if pending is not None:
             self._hasher.update(pending)
         self.size += total
@@ -262,6 +287,7 @@ class VerifiedReader:
                 hashing = _overlap_pool.submit(self._hasher.update, view[:n])
                 out.write(view[:n])
                 total += n
+                _moved(n)
                 turn ^= 1
         finally:
             if hashing is not None:

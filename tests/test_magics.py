@@ -143,9 +143,11 @@ def test_restore_by_head_tag_and_prefix(shell, repo: Path) -> None:
     assert shell.user_ns["v"] == 3
 
 
-def test_restore_subset_with_vars(shell, repo: Path) -> None:
+def test_restore_subset_with_vars(shell, repo: Path, capsys) -> None:
     shell.run_cell("a = 1; b = 2; c = 3")
+    capsys.readouterr()
     shell.run_cell("%snapshot abc")
+    assert capsys.readouterr().err == ""  # small and quick: no progress bar
     shell.run_cell("a = b = c = 0")
     shell.run_cell("%restore HEAD --vars a c")
     assert (shell.user_ns["a"], shell.user_ns["b"], shell.user_ns["c"]) == (1, 0, 3)
@@ -224,9 +226,11 @@ def test_missing_object_is_named(shell, repo: Path) -> None:
     assert f"object {object_id} is missing" in usage_error(shell, "%restore HEAD")
 
 
-def test_200mb_array_round_trip_and_unchanged_resnapshot_adds_nothing(shell, repo: Path) -> None:
+def test_200mb_array_round_trip_and_unchanged_resnapshot_adds_nothing(shell, repo: Path, capsys) -> None:
     shell.run_cell("import numpy as np\nbig = np.random.default_rng(0).random(25_000_000)")  # 200 MB
+    capsys.readouterr()
     shell.run_cell("%snapshot big one")
+    assert "snapshot:" in capsys.readouterr().err  # over 100 MB: a progress bar at once
     shell.run_cell("%snapshot big again")
     rows = query(
         repo,
