@@ -186,3 +186,26 @@ def test_standard_tools_open_the_catalog(built: Path) -> None:
         capture_output=True, text=True, check=True,
     ).stdout
     assert '"table": "snapshots"' in fks and '"table": "objects"' in fks
+
+
+def test_datasette_lists_tables_and_views_and_links_foreign_keys(built: Path) -> None:
+    import asyncio
+
+    from datasette.app import Datasette
+
+    async def browse() -> tuple[dict, dict, str]:
+        ds = Datasette([str(built / ".nbversion" / "catalog.db")])
+        database = (await ds.client.get("/catalog.json")).json()
+        rows = (await ds.client.get(
+            "/catalog/artifacts.json?_shape=objects&_labels=on&_json=summary&source=variable&name=X"
+        )).json()
+        page = (await ds.client.get("/catalog/artifacts")).text
+        return database, rows, page
+
+    database, rows, page = asyncio.run(browse())
+    assert {"snapshots", "artifacts", "objects", "metrics", "tags"} <= {t["name"] for t in database["tables"]}
+    assert {"snapshot_log", "lineage", "artifact_summaries"} <= {v["name"] for v in database["views"]}
+    row = rows["rows"][0]
+    assert row["summary"]["shape"] == [200, 3]  # JSON summaries come back as JSON
+    assert set(row["snapshot_id"]) == {"value", "label"}  # a foreign key, expanded
+    assert 'href="/catalog/snapshots/' in page and 'href="/catalog/objects/' in page
