@@ -14,11 +14,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import checkout_code, diff, load, log, query, restore, show, snapshot  # noqa: E402
+from .api import check, checkout_code, diff, load, log, query, restore, show, snapshot  # noqa: E402
 from .errors import NbversionError  # noqa: E402
 
 __all__ = [
-    "NbversionError", "checkout_code", "diff", "load", "load_ipython_extension", "log", "query", "restore", "show",
+    "NbversionError", "check", "checkout_code", "diff", "load", "load_ipython_extension", "log", "query", "restore", "show",
     "snapshot",
 ]
 

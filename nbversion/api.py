@@ -10,6 +10,7 @@ Example, from a notebook or a plain script::
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -30,7 +31,7 @@ from .capture import notebook as capture_notebook
 from .capture.git_state import GitState
 from .catalog import Artifact, Catalog, Skipped, check_tag_name, new_id, read_query, short_id
 from .display import QueryResult, Table, Text, describe, format_bytes, progress, relative_time
-from .errors import NbversionError, RefNotFound, UsageProblem
+from .errors import CorruptObject, MissingObject, NbversionError, RefNotFound, UsageProblem
 from .project import Project
 from .store import reporting
 
@@ -362,6 +363,107 @@ def query(
         pass  # migrate an older catalog once, so the documented views exist
     columns, rows = read_query(project.catalog_path, sql, params if params is not None else ())
     return QueryResult(columns, rows)
+
+
+@dataclass
+class CheckResult:
+    """What :func:`check` found. ``str()`` says it; ``ok`` is False if anything is wrong."""
+
+    checked: int
+    checked_bytes: int
+    problems: list[tuple[str, str, list[str]]]  # (object id, what is wrong, snapshots affected)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        head = f"checked {_plural(self.checked, 'object')} ({format_bytes(self.checked_bytes)})"
+        if self.ok:
+            return head + ": all present and intact"
+        lines = [head + f": {_plural(len(self.problems), 'problem')}"]
+        for object_id, problem, snapshots in self.problems:
+            shown = ", ".join(short_id(s) for s in snapshots[:8]) + (" ..." if len(snapshots) > 8 else "")
+            lines.append(f"  {object_id} {problem}; needed by {_plural(len(snapshots), 'snapshot')}: {shown}")
+        return "\n".join(lines)
+
+
+def check(refs: Iterable[str] = (), *, repo: PathLike | None = None) -> CheckResult:
+    """Re-hash every object the catalog needs (or only the named snapshots'), and report each
+    missing or corrupt one with the snapshots it breaks.
+
+    :raises RefNotFound: / :raises AmbiguousRef: for a bad ref.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    project = Project.find(repo)
+    if not project.exists():
+        return CheckResult(0, 0, [])
+    with project.open_catalog() as catalog:
+        refs = list(refs)
+        ids = [catalog.resolve(r) for r in refs] if refs else None
+        wanted = catalog.referenced_objects(ids)
+
+        def verify(object_id: str) -> str | None:
+            try:
+                with project.store.open(object_id) as reader:
+                    reader.verify()
+            except MissingObject:
+                return "is missing"
+            except CorruptObject:
+                return "is corrupt (its bytes do not match its id)"
+            return None
+
+        with progress("check", sum(wanted.values()) or None) as moved, reporting(moved):
+            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+                verdicts = list(pool.map(verify, sorted(wanted)))
+        problems = [
+            (object_id, verdict, catalog.snapshots_using(object_id))
+            for object_id, verdict in zip(sorted(wanted), verdicts)
+            if verdict is not None
+        ]
+    return CheckResult(len(wanted), sum(wanted.values()), problems)
+
+
+#: Objects and temporary files younger than this are never collected: they may belong to a
+#: snapshot that another kernel is taking right now (its rows are not in the catalog yet).
+GC_GRACE_SECONDS = 3600.0
+
+
+def gc(*, grace_seconds: float = GC_GRACE_SECONDS, dry_run: bool = False, repo: PathLike | None = None) -> Text:
+    """Remove local objects no snapshot needs, and abandoned temporary files.
+
+    Anything modified within *grace_seconds* stays, so a snapshot in progress in another
+    kernel never loses a fresh object.
+    """
+    import time
+
+    project = Project.find(repo)
+    if not project.exists():
+        return Text(f"nothing to collect: there is no catalog yet in {project.root}")
+    cutoff = time.time() - grace_seconds
+    with project.open_catalog() as catalog:
+        needed = catalog.referenced_objects()
+        needed.update((oid, 0) for oid in catalog.all_object_ids())
+        removable = [
+            (object_id, size)
+            for object_id, size, mtime in project.store.iter_objects()
+            if object_id not in needed and mtime < cutoff
+        ]
+        temporary = [path for path, mtime in project.store.iter_temporary() if mtime < cutoff]
+        if not dry_run:
+            for object_id, _ in removable:
+                project.store.delete(object_id)
+            for path in temporary:
+                with contextlib.suppress(FileNotFoundError):
+                    project.store.fs.rm_file(path)
+    verb = "would remove" if dry_run else "removed"
+    return Text(
+        f"{verb} {_plural(len(removable), 'unreferenced object')} ({format_bytes(sum(s for _, s in removable))})"
+        f" and {_plural(len(temporary), 'abandoned temporary file')}; kept {_plural(len(needed), 'object')}"
+        " that snapshots need and anything younger than "
+        f"{grace_seconds / 3600:g} h"
+    )
 
 
 def show(ref: str, *, patch: bool = False, repo: PathLike | None = None) -> Text:

@@ -375,6 +375,43 @@ class Catalog:
             ).fetchone()[0]
         )
 
+    def referenced_objects(self, snapshot_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """Return every object the given snapshots (default: all) need, with its size: their
+        artifacts' objects and, for directories, the objects their manifests list."""
+        if snapshot_ids is None:
+            rows = self.conn.execute(
+                "SELECT object_id, size FROM artifacts WHERE object_id IS NOT NULL AND codec != 'tree'"
+                " UNION SELECT a.object_id, o.size FROM artifacts a JOIN objects o ON o.id = a.object_id"
+                " WHERE a.codec = 'tree'"
+                " UNION SELECT object_id, size FROM tree_entries"
+            )
+            return {object_id: size for object_id, size in rows}
+        found: dict[str, int] = {}
+        for snapshot_id in snapshot_ids:
+            rows = self.conn.execute(
+                "SELECT a.object_id, coalesce(o.size, a.size) FROM artifacts a LEFT JOIN objects o ON o.id = a.object_id"
+                " WHERE a.snapshot_id = :s AND a.object_id IS NOT NULL"
+                " UNION SELECT t.object_id, t.size FROM artifacts a JOIN tree_entries t ON t.tree_id = a.object_id"
+                " WHERE a.snapshot_id = :s AND a.codec = 'tree'",
+                {"s": snapshot_id},
+            )
+            found.update(rows)
+        return found
+
+    def all_object_ids(self) -> set[str]:
+        """Every object id the ``objects`` table records."""
+        return {r[0] for r in self.conn.execute("SELECT id FROM objects")}
+
+    def snapshots_using(self, object_id: str) -> list[str]:
+        """Return the ids of the snapshots that need *object_id*, oldest first."""
+        rows = self.conn.execute(
+            "SELECT snapshot_id FROM artifacts WHERE object_id = :o"
+            " UNION SELECT a.snapshot_id FROM artifacts a JOIN tree_entries t ON t.tree_id = a.object_id"
+            " WHERE t.object_id = :o ORDER BY 1",
+            {"o": object_id},
+        )
+        return [r[0] for r in rows]
+
     def head(self) -> str | None:
         """Return the id of the newest snapshot, or ``None`` when there is none."""
         row = self.conn.execute("SELECT id FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()

@@ -106,7 +106,36 @@ def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion check [REF ...]``."""
+    parser.add_argument("refs", nargs="*", metavar="REF", help="only these snapshots (default: every object)")
+
+
+def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion gc [--grace HOURS] [--dry-run]``."""
+    parser.add_argument(
+        "--grace", type=float, default=1.0, metavar="HOURS",
+        help="keep anything younger than this, for snapshots in progress elsewhere (default 1)",
+    )
+    parser.add_argument("--dry-run", "-n", action="store_true", help="only say what would be removed")
+
+
 # -- verbs ---------------------------------------------------------------------------------------
+
+
+def _gc(args: argparse.Namespace) -> Any:
+    if args.grace < 0:
+        raise UsageProblem(f"--grace must not be negative, not {args.grace}")
+    return api.gc(grace_seconds=args.grace * 3600, dry_run=args.dry_run)
+
+
+class Failed(Text):
+    """A report that also means "exit non-zero" on the command line."""
+
+
+def _check(args: argparse.Namespace) -> Any:
+    result = api.check(args.refs)
+    return Text(str(result)) if result.ok else Failed(str(result))
 
 
 def _sql(args: argparse.Namespace) -> Any:
@@ -160,6 +189,11 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "diff": ("what changed between two snapshots", add_diff_arguments, _diff),
     "restore": ("restore a snapshot's tracked files into the work tree", add_files_restore_arguments, _restore),
     "sql": ("run a read-only SQL query on the catalog", add_sql_arguments, _sql),
+    "gc": ("remove local objects no snapshot needs (after a grace period)", add_gc_arguments, _gc),
+    "check": (
+        "re-hash stored objects; name each missing or corrupt one and the snapshots it breaks",
+        add_check_arguments, _check,
+    ),
     "checkout-code": (
         "write a snapshot's code (commit + uncommitted diff + untracked files) into a new directory",
         add_checkout_code_arguments, _checkout_code,
@@ -210,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if result is not None:
         print(result)
-    return 0
+    return 1 if isinstance(result, Failed) else 0
 
 
 if __name__ == "__main__":

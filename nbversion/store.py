@@ -145,6 +145,16 @@ class PutResult:
     new: bool
 
 
+def _mtime(info: dict[str, Any]) -> float:
+    """A listing entry's modification time as a POSIX timestamp (filesystems name it apart)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        return value.timestamp() if hasattr(value, "timestamp") else float(value)
+    return 0.0
+
+
 def _preallocate(file: Any, size: int) -> None:
     """Reserve *size* bytes for a local file; a no-op where that is not possible."""
     try:
@@ -457,6 +467,37 @@ class ObjectStore:
                     file.write(data)
 
         return self.put_stream(copy, size=os.path.getsize(path))
+
+    # -- listing and removing ------------------------------------------------------------
+
+    def iter_objects(self) -> Iterator[tuple[str, int, float]]:
+        """Yield ``(object id, size, modification time)`` of every object in the store."""
+        try:
+            fanout = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            return
+        for directory in fanout:
+            prefix = directory.rstrip("/").rsplit("/", 1)[-1]
+            if len(prefix) != 2 or not all(c in "0123456789abcdef" for c in prefix):
+                continue  # tmp/ and anything that is not a fan-out directory
+            for info in self.fs.ls(directory, detail=True):
+                object_id = prefix + info["name"].rstrip("/").rsplit("/", 1)[-1]
+                if _OBJECT_ID_RE.match(object_id):
+                    yield object_id, info.get("size", 0), _mtime(info)
+
+    def iter_temporary(self) -> Iterator[tuple[str, float]]:
+        """Yield ``(path, modification time)`` of temporary files (writes in progress or abandoned)."""
+        try:
+            entries = self.fs.ls(self._tmp, detail=True)
+        except FileNotFoundError:
+            return
+        for info in entries:
+            yield info["name"], _mtime(info)
+
+    def delete(self, object_id: str) -> None:
+        """Remove one object (used by gc only)."""
+        with self._writing():
+            self.fs.rm_file(self.path(object_id))
 
     # -- reading ---------------------------------------------------------------------------
 
