@@ -14,6 +14,8 @@ import contextlib
 import difflib
 import json
 import os
+import shlex
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -29,10 +31,10 @@ from .capture import git_state as capture_git
 from .capture import namespace as capture_ns
 from .capture import notebook as capture_notebook
 from .capture.git_state import GitState
-from .catalog import Artifact, Catalog, Skipped, check_tag_name, new_id, read_query, short_id
+from .catalog import Artifact, Catalog, Skipped, check_tag_name, merge_catalogs, new_id, read_query, short_id
 from .display import QueryResult, Table, Text, describe, format_bytes, progress, relative_time
 from .errors import CorruptObject, MissingObject, NbversionError, RefNotFound, UsageProblem
-from .project import Project
+from .project import CATALOG_NAME, DIRNAME, Project
 from .store import reporting
 
 PathLike = str | os.PathLike[str]
@@ -464,6 +466,37 @@ def gc(*, grace_seconds: float = GC_GRACE_SECONDS, dry_run: bool = False, repo: 
         " that snapshots need and anything younger than "
         f"{grace_seconds / 3600:g} h"
     )
+
+
+def init(*, repo: PathLike | None = None) -> Text:
+    """Set up a repository for nbversion: the ``.nbversion/`` directory, and the git merge
+    driver that unions two catalogs when branches meet (``.gitattributes``, committed, and
+    ``merge.nbversion.driver`` in this clone's git config)."""
+    project = Project.find(repo)
+    with project.open_catalog():
+        pass
+    lines = [f"initialized {project.dir}"]
+    if not (project.root / ".git").exists():
+        return Text(lines[0] + " (not a git repository: no merge driver)")
+    attributes = project.root / ".gitattributes"
+    rule = f"{DIRNAME}/{CATALOG_NAME} -diff -text merge=nbversion"  # not "binary": it unsets merge
+    existing = attributes.read_text() if attributes.exists() else ""
+    if rule not in existing.splitlines():
+        attributes.write_text(existing + ("" if not existing or existing.endswith("\n") else "\n") + rule + "\n")
+        lines.append(f"added to .gitattributes: {rule}")
+    driver = f"{shlex.quote(sys.executable)} -m nbversion merge %A %B %O"
+    subprocess.run(["git", "config", "merge.nbversion.name", "nbversion catalog union"], cwd=project.root, check=True)
+    subprocess.run(["git", "config", "merge.nbversion.driver", driver], cwd=project.root, check=True)
+    lines.append(f"git merge driver installed: {driver}")
+    return Text("\n".join(lines))
+
+
+def merge(ours: PathLike, theirs: PathLike) -> Text:
+    """Union the catalog *theirs* into *ours* (what the git merge driver runs)."""
+    for path in (ours, theirs):
+        if not Path(path).is_file():
+            raise UsageProblem(f"catalog {str(path)!r} does not exist")
+    return Text(str(merge_catalogs(ours, theirs)))
 
 
 def show(ref: str, *, patch: bool = False, repo: PathLike | None = None) -> Text:

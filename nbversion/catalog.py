@@ -613,6 +613,63 @@ def read_query(path: str | os.PathLike[str], sql: str, params: Any = ()) -> tupl
     return columns, rows
 
 
+#: Tables a merge unions, parents first (their rows are immutable once written).
+_MERGED_TABLES = ("environments", "packages", "snapshots", "objects", "artifacts", "metrics", "skipped", "tree_entries")
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_catalogs` did."""
+
+    added: int
+    tag_conflicts: list[tuple[str, str, str]]  # (tag, our snapshot, their snapshot)
+
+    def __str__(self) -> str:
+        line = f"merged catalogs: {self.added} snapshot{'s' if self.added != 1 else ''} added"
+        for tag, ours, theirs in self.tag_conflicts:
+            line += (
+                f"\ntag {tag!r} names {short_id(ours)} here and {short_id(theirs)} in the other catalog:"
+                " kept ours; tag theirs anew to keep both"
+            )
+        return line
+
+
+def merge_catalogs(ours: str | os.PathLike[str], theirs: str | os.PathLike[str]) -> MergeReport:
+    """Add everything *theirs* has and *ours* lacks into *ours*, in one transaction.
+
+    Snapshot ids are globally unique, so the union is exact: no row is changed, only added.
+    A tag that names different snapshots in the two is kept as ours and reported.
+    """
+    Catalog.open(theirs).close()  # bring theirs to the current schema too
+    with Catalog.open(ours) as catalog:
+        conn = catalog.conn
+        before = catalog.count()
+        conn.execute("ATTACH DATABASE ? AS theirs", (str(theirs),))
+        try:
+            with catalog.transaction():
+                conn.execute("PRAGMA defer_foreign_keys = ON")
+                for table in _MERGED_TABLES:
+                    columns = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+                    conn.execute(
+                        f"INSERT OR IGNORE INTO main.{table} ({columns}) SELECT {columns} FROM theirs.{table}"
+                    )
+                conflicts = [
+                    tuple(r)
+                    for r in conn.execute(
+                        "SELECT t.name, o.snapshot_id, t.snapshot_id FROM theirs.tags t"
+                        " JOIN main.tags o ON o.name = t.name WHERE o.snapshot_id != t.snapshot_id ORDER BY t.name"
+                    )
+                ]
+                conn.execute("INSERT OR IGNORE INTO main.tags SELECT * FROM theirs.tags")
+        finally:
+            conn.execute("DETACH DATABASE theirs")
+        if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            raise CatalogError(f"catalog {ours} failed its integrity check after the merge")
+        added = catalog.count() - before
+        catalog.checkpoint()
+    return MergeReport(added, conflicts)  # type: ignore[arg-type]
+
+
 class StatCache:
     """What each file's bytes hashed to, keyed by the file's ``stat``, like DVC's state db.
 

@@ -120,6 +120,17 @@ def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", "-n", action="store_true", help="only say what would be removed")
 
 
+def add_init_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion init``."""
+
+
+def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion merge OURS THEIRS [BASE]`` (git's %A %B %O)."""
+    parser.add_argument("ours", help="our catalog file; the union is written into it")
+    parser.add_argument("theirs", help="their catalog file")
+    parser.add_argument("base", nargs="?", help="the common ancestor (ignored: a union needs none)")
+
+
 # -- verbs ---------------------------------------------------------------------------------------
 
 
@@ -189,6 +200,8 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "diff": ("what changed between two snapshots", add_diff_arguments, _diff),
     "restore": ("restore a snapshot's tracked files into the work tree", add_files_restore_arguments, _restore),
     "sql": ("run a read-only SQL query on the catalog", add_sql_arguments, _sql),
+    "init": ("set up .nbversion/ and the git merge driver for the catalog", add_init_arguments, lambda a: api.init()),
+    "merge": ("union two catalogs (git's merge driver; also by hand)", add_merge_arguments, lambda a: api.merge(a.ours, a.theirs)),
     "gc": ("remove local objects no snapshot needs (after a grace period)", add_gc_arguments, _gc),
     "check": (
         "re-hash stored objects; name each missing or corrupt one and the snapshots it breaks",
