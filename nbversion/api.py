@@ -33,7 +33,7 @@ from .capture import notebook as capture_notebook
 from .capture.git_state import GitState
 from .catalog import Artifact, Catalog, Skipped, check_tag_name, merge_catalogs, new_id, read_query, short_id
 from .display import QueryResult, Table, Text, describe, format_bytes, progress, relative_time
-from .errors import CorruptObject, MissingObject, NbversionError, RefNotFound, UsageProblem
+from .errors import CatalogError, CorruptObject, MissingObject, NbversionError, RefNotFound, UsageProblem
 from .project import CATALOG_NAME, DIRNAME, Project
 from .store import reporting
 
@@ -206,6 +206,12 @@ def snapshot(
         )
         _session_parent[str(catalog.path)] = snapshot_id
     notes = list(tracked.notes)
+    said = "\n".join(notes)
+    notes += [
+        f"untracked {name!r}: not valid UTF-8, not kept"
+        for name in (path.encode("utf-8", "surrogateescape") for path in git.unreadable)
+        if repr(name) not in said  # a tracked directory's walk said it already
+    ]
     if not checkpointed:
         notes.append(
             f"another connection is reading {project.catalog_path.name}, so its WAL could not be "
@@ -361,8 +367,11 @@ def query(
     project = Project.find(repo)
     if not project.exists():
         raise UsageProblem(f"there is no catalog yet in {project.root}: take a snapshot first")
-    with project.open_catalog():
-        pass  # migrate an older catalog once, so the documented views exist
+    try:
+        with project.open_catalog():
+            pass  # migrate an older catalog once, so the documented views exist
+    except CatalogError:
+        pass  # a catalog we may not write is still one we can read
     columns, rows = read_query(project.catalog_path, sql, params if params is not None else ())
     return QueryResult(columns, rows)
 

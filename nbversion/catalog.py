@@ -22,6 +22,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -145,7 +146,7 @@ class Catalog:
                 if not self.path.exists():
                     raise CatalogError(f"catalog {self.path} does not exist")
                 conn = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                    f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro", uri=True, isolation_level=None,
                     timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False,
                 )
             else:
@@ -568,7 +569,10 @@ _VALUE_PRAGMAS = frozenset({"user_version", "schema_version", "page_count", "pag
 
 def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
     """Allow reading and nothing else, whatever the SQL text says (Datasette's rule)."""
-    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE):
+    if action == sqlite3.SQLITE_FUNCTION:
+        # fts3_tokenizer reads and registers raw pointers; nothing else a query calls writes.
+        return sqlite3.SQLITE_DENY if (arg2 or "").lower() == "fts3_tokenizer" else sqlite3.SQLITE_OK
+    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
         return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_PRAGMA:
         name = (arg1 or "").lower()
@@ -596,6 +600,8 @@ def read_query(path: str | os.PathLike[str], sql: str, params: Any = ()) -> tupl
         try:
             cursor = catalog.conn.execute(sql, params)
             rows = cursor.fetchall()
+        except (ValueError, OverflowError) as exc:  # a parameter SQLite cannot take (a huge int, ...)
+            raise ReadOnlyQueryError(f"a parameter cannot be used in SQL: {exc}") from None
         except sqlite3.ProgrammingError as exc:
             missing = re.search(r"binding parameter :?(\w+)", str(exc))
             if missing and "supply a value" in str(exc):
@@ -670,6 +676,13 @@ def merge_catalogs(ours: str | os.PathLike[str], theirs: str | os.PathLike[str])
     return MergeReport(added, conflicts)  # type: ignore[arg-type]
 
 
+# ctime too: a same-size rewrite that restores the mtime (cp -p, rsync -t) still changes it.
+_STAT_TABLE = (
+    "CREATE TABLE IF NOT EXISTS file_stats (path TEXT PRIMARY KEY, inode INTEGER NOT NULL, size INTEGER NOT NULL,"
+    " mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, object_id TEXT NOT NULL)"
+)
+
+
 class StatCache:
     """What each file's bytes hashed to, keyed by the file's ``stat``, like DVC's state db.
 
@@ -686,21 +699,15 @@ class StatCache:
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
             self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS stat_cache (path TEXT PRIMARY KEY, inode INTEGER NOT NULL,"
-                " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, object_id TEXT NOT NULL)"
-            )
+            self.conn.execute(_STAT_TABLE)
         except sqlite3.DatabaseError:
             # A damaged cache is only a cache: start a new one.
             self.path.unlink(missing_ok=True)
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
-            self.conn.execute(
-                "CREATE TABLE stat_cache (path TEXT PRIMARY KEY, inode INTEGER NOT NULL,"
-                " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, object_id TEXT NOT NULL)"
-            )
+            self.conn.execute(_STAT_TABLE)
         self.conn.execute("CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._rows: dict[str, tuple[int, int, int, str]] | None = None
-        self._pending: dict[str, tuple[int, int, int, str]] = {}
+        self._rows: dict[str, tuple[int, int, int, int, str]] | None = None
+        self._pending: dict[str, tuple[int, int, int, int, str]] = {}
 
     def recall(self, key: str) -> Any:
         """Return the JSON value remembered under *key* (``None`` if nothing is)."""
@@ -715,17 +722,17 @@ class StatCache:
         """Return the object id of *path* if its stat is the one recorded with it."""
         if self._rows is None:
             self._rows = {
-                r[0]: (r[1], r[2], r[3], r[4])
-                for r in self.conn.execute("SELECT path, inode, size, mtime_ns, object_id FROM stat_cache")
+                r[0]: tuple(r[1:])  # type: ignore[misc]
+                for r in self.conn.execute("SELECT path, inode, size, mtime_ns, ctime_ns, object_id FROM file_stats")
             }
         row = self._pending.get(path) or self._rows.get(path)
-        if row and row[:3] == (stat.st_ino, stat.st_size, stat.st_mtime_ns):
-            return row[3]
+        if row and row[:4] == (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns):
+            return row[4]
         return None
 
     def record(self, path: str, stat: os.stat_result, object_id: str) -> None:
         """Remember that *path*, with this stat, holds *object_id* (saved by :meth:`save`)."""
-        self._pending[path] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, object_id)
+        self._pending[path] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, object_id)
 
     def save(self) -> None:
         """Write what :meth:`record` collected, in one transaction."""
@@ -734,7 +741,8 @@ class StatCache:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany(
-                "INSERT OR REPLACE INTO stat_cache (path, inode, size, mtime_ns, object_id) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO file_stats (path, inode, size, mtime_ns, ctime_ns, object_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 [(p, *row) for p, row in self._pending.items()],
             )
         except BaseException:

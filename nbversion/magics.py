@@ -109,7 +109,9 @@ class _NotebookParameters(dict):  # type: ignore[type-arg]
 
     def __missing__(self, name: str) -> Any:
         value = self._namespace[name]  # KeyError: sqlite3 reports the parameter as missing
-        return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
+        if hasattr(value, "dtype") and getattr(value, "size", 0) == 1:
+            return value.item()  # a NumPy scalar, as the Python number SQLite takes
+        return value
 
 
 _NBSQL_CELL = cli.ArgumentParser(

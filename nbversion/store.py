@@ -345,6 +345,7 @@ class ObjectStore:
         self.fs = fs
         self.root = root.rstrip("/")
         self._tmp = f"{self.root}/tmp"
+        self._local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
     @classmethod
     def local(cls, root: str) -> ObjectStore:
@@ -362,6 +363,12 @@ class ObjectStore:
     def exists(self, object_id: str) -> bool:
         """Return whether the object is present (its bytes are not checked)."""
         return self.fs.exists(self.path(object_id))
+
+    def all_exist(self, object_ids: Iterable[str]) -> bool:
+        """Whether every one of *object_ids* is present (a plain ``stat`` each on local disks)."""
+        if self._local:
+            return all(os.path.exists(self.path(object_id)) for object_id in object_ids)
+        return all(self.exists(object_id) for object_id in object_ids)
 
     # -- writing ---------------------------------------------------------------------------
 

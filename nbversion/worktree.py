@@ -45,18 +45,26 @@ def safe_target(root: Path, path: str, _checked: dict[str, Path] | None = None) 
     parts = path.split("/")
     if ".." in parts or "" in parts or "." in parts:
         raise UsageProblem(f"refusing to restore file {path!r}: not a plain path inside the repository")
+    if parts[0] in (".git", ".nbversion"):  # git's config and hooks can run commands
+        raise UsageProblem(f"refusing to restore file {path!r}: it is inside {parts[0]}/")
     checked = {} if _checked is None else _checked
     real_root = checked.get("") or root.resolve()
     checked[""] = real_root
     parent = "/".join(parts[:-1])
     if parent not in checked:
-        resolved = (root / parent).resolve() if parent else real_root
+        try:
+            resolved = (root / parent).resolve() if parent else real_root
+        except (RuntimeError, OSError) as exc:  # a symlink loop
+            raise UsageProblem(f"refusing to restore file {path!r}: {exc}") from None
         if resolved != real_root and real_root not in resolved.parents:
             raise UsageProblem(f"refusing to restore file {path!r}: it leads outside the repository through a symlink")
         checked[parent] = resolved
     target = root.joinpath(*parts)
     if os.path.islink(target):
-        resolved = target.resolve()
+        try:
+            resolved = target.resolve()
+        except (RuntimeError, OSError) as exc:
+            raise UsageProblem(f"refusing to restore file {path!r}: {exc}") from None
         if resolved != real_root and real_root not in resolved.parents:
             raise UsageProblem(f"refusing to restore file {path!r}: it leads outside the repository through a symlink")
     return target

@@ -203,20 +203,41 @@ def test_tracked_directory_change_one_file_stores_only_that_file(data_repo: Path
     assert changed == [("data/part-0500.csv",)]
 
 
-def test_stat_cache_means_unchanged_files_are_not_rehashed(data_repo: Path) -> None:
+def bytes_read_during(call) -> int:
+    """Bytes this process read through read() calls while *call* ran (Linux's rchar)."""
+
+    def rchar() -> int:
+        with open("/proc/self/io") as io:
+            return int(next(line for line in io if line.startswith("rchar")).split()[1])
+
+    before = rchar()
+    call()
+    return rchar() - before
+
+
+def test_stat_cache_means_unchanged_files_are_not_read(repo: Path) -> None:
+    (repo / "shards").mkdir()
+    for i in range(200):
+        (repo / "shards" / f"{i:03d}.npy").write_bytes(os.urandom(64 * 1024))  # 12.5 MiB in all
+    total = 200 * 64 * 1024
+    assert bytes_read_during(lambda: snap(repo, "first", files=["shards"])) >= total
+    assert bytes_read_during(lambda: snap(repo, "nothing changed", files=["shards"])) < total / 8
+    (repo / "shards" / "007.npy").write_bytes(os.urandom(64 * 1024))
+    assert bytes_read_during(lambda: snap(repo, "one changed", files=["shards"])) < total / 8
+    (repo / ".nbversion" / "state.db").unlink()
+    assert bytes_read_during(lambda: snap(repo, "no cache", files=["shards"])) >= total
+
+
+def test_same_size_rewrite_with_restored_mtime_is_still_seen(data_repo: Path) -> None:
     repo = data_repo
     snap(repo, "first")
     target = repo / "data" / "part-0001.csv"
     before = target.stat()
-    target.write_text("id,value\n1,X\n")  # same size
+    target.write_text("id,value\n1,X\n")  # same size, then the old mtime back, as cp -p does
     os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
-    snap(repo, "stat says unchanged")
-    last_two = query(repo, "SELECT object_id FROM artifacts WHERE path = 'data' ORDER BY snapshot_id")
-    assert last_two[0] == last_two[1]  # the cache answered: the file was not read
-    (repo / ".nbversion" / "state.db").unlink()
-    snap(repo, "no cache")
+    snap(repo, "rewritten")
     rows = query(repo, "SELECT object_id FROM artifacts WHERE path = 'data' ORDER BY snapshot_id")
-    assert rows[2] != rows[1]  # without the cache, the change is found by hashing
+    assert rows[0] != rows[1]  # the inode's ctime changed: the cache does not vouch for it
 
 
 def test_files_restore_byte_identical_and_refuse_unsaved_work(data_repo: Path) -> None:
@@ -381,3 +402,90 @@ def test_large_file_restores_verified_and_corruption_writes_nothing(repo: Path) 
     with pytest.raises(nbversion.errors.CorruptObject, match=object_id):
         nbversion.restore("HEAD", {}, repo=repo)
     assert not big.exists() and not list(repo.glob(".model.onnx.*"))
+
+
+# -- regressions found in review ---------------------------------------------------------------
+
+
+def test_tracked_paths_are_normalized_and_the_root_refused(repo: Path) -> None:
+    (repo / "pyproject.toml").write_text('[tool.nbversion]\ntrack = ["./data/"]\n')
+    (repo / "data").mkdir()
+    (repo / "data" / "a.csv").write_text("x\n")
+    snap(repo, "dotted", files=["./data/a.csv"])
+    assert sorted(p for (p,) in query(repo, "SELECT path FROM artifacts WHERE source = 'file'")) == ["data", "data/a.csv"]
+    (repo / "data" / "a.csv").unlink()
+    nbversion.restore("HEAD", {}, repo=repo)
+    assert (repo / "data" / "a.csv").read_text() == "x\n"
+    with pytest.raises(UsageProblem, match="the whole repository"):
+        snap(repo, "root", files=["."])
+
+
+def test_symlinks_and_non_utf8_names_are_passed_over_and_said(repo: Path) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "v1.csv").write_text("one\n")
+    (repo / "data" / "current.csv").symlink_to("v1.csv")
+    os.close(os.open(os.path.join(os.fsencode(repo / "data"), b"bad\xff.csv"), os.O_CREAT | os.O_WRONLY))
+    os.close(os.open(os.path.join(os.fsencode(repo), b"notes\xff.txt"), os.O_CREAT | os.O_WRONLY))
+    result = snap(repo, "odd names", files=["data", "data/current.csv"])
+    text = str(result)
+    assert "data/current.csv is a symbolic link: not kept" in text
+    assert "not valid UTF-8" in text and text.count("not valid UTF-8") == 2
+    assert [p for (p,) in query(repo, "SELECT path FROM snapshot_files")] == ["data/v1.csv"]
+
+
+def test_committed_catalog_does_not_make_snapshots_dirty(repo: Path) -> None:
+    (repo / "a.py").write_text("x = 1\n")
+    commit_all(repo)
+    snap(repo, "one")
+    commit_all(repo, "catalog")
+    snap(repo, "two")
+    third = snap(repo, "three")
+    assert git_row(repo)[2] == 0 and "clean" in str(third)
+    assert query(repo, "SELECT count(*) FROM artifacts WHERE source = 'git' AND name = 'diff'") == [(0,)]
+
+
+def test_stored_diff_ignores_the_users_diff_config(repo: Path, tmp_path: Path) -> None:
+    (repo / "a.py").write_text("x = 1\n")
+    commit_all(repo)
+    git(repo, "config", "diff.noprefix", "true")
+    git(repo, "config", "color.diff", "always")
+    (repo / "a.py").write_text("x = 2\n")
+    snap(repo, "edited")
+    nbversion.checkout_code("HEAD", tmp_path / "out", repo=repo)
+    assert (tmp_path / "out" / "a.py").read_text() == "x = 2\n"
+
+
+def test_failed_checkout_leaves_nothing_behind(repo: Path, tmp_path: Path) -> None:
+    (repo / "a.py").write_text("x = 1\n")
+    commit_all(repo)
+    (repo / "a.py").write_text("x = 2\n")
+    (repo / "junk.txt").write_text("not a patch\n")
+    snap(repo, "edited")
+    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
+    conn.execute(  # point the diff at bytes that are not a patch
+        "UPDATE artifacts SET object_id = (SELECT object_id FROM artifacts WHERE name = 'untracked/junk.txt')"
+        " WHERE name = 'diff'"
+    )
+    conn.commit()
+    conn.close()
+    out = tmp_path / "out"
+    with pytest.raises(UsageProblem, match="cannot check out the code"):
+        nbversion.checkout_code("HEAD", out, repo=repo)
+    assert not out.exists() and str(out) not in git(repo, "worktree", "list")
+
+
+def test_restore_refuses_git_internals_and_symlink_loops(repo: Path) -> None:
+    (repo / "ok.txt").write_text("fine")
+    snap(repo, "one", files=["ok.txt"])
+    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
+    conn.execute("UPDATE artifacts SET path = '.git/hooks/pre-commit' WHERE path = 'ok.txt'")
+    conn.commit()
+    with pytest.raises(UsageProblem, match="inside .git/"):
+        nbversion.restore("HEAD", {}, repo=repo)
+    conn.execute("UPDATE artifacts SET path = 'loop/ok.txt' WHERE source = 'file'")
+    conn.commit()
+    conn.close()
+    (repo / "loop").symlink_to("loop")
+    with pytest.raises(UsageProblem, match="refusing to restore file 'loop/ok.txt'"):
+        nbversion.restore("HEAD", {}, repo=repo)
+    assert not (repo / ".git" / "hooks" / "pre-commit").exists()

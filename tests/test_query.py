@@ -209,3 +209,21 @@ def test_datasette_lists_tables_and_views_and_links_foreign_keys(built: Path) ->
     assert row["summary"]["shape"] == [200, 3]  # JSON summaries come back as JSON
     assert set(row["snapshot_id"]) == {"value", "label"}  # a foreign key, expanded
     assert 'href="/catalog/snapshots/' in page and 'href="/catalog/objects/' in page
+
+
+def test_odd_repository_paths_and_parameters(tmp_path: Path, monkeypatch) -> None:
+    repo = tmp_path / "proj#1?x"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    nbversion.snapshot("odd path", {"v": 1}, repo=repo)
+    assert nbversion.query("SELECT message FROM snapshots", repo=repo)[0][0] == "odd path"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj#1?x"]  # no stray database beside it
+    import numpy as np
+
+    from nbversion.errors import UsageProblem
+
+    with pytest.raises(UsageProblem, match="parameter cannot be used"):
+        nbversion.query("SELECT :big", {"big": 2**70}, repo=repo)
+    assert nbversion.query("SELECT :n", {"n": np.int64(3).item()}, repo=repo)[0][0] == 3
+    with pytest.raises(UsageProblem, match="refused"):
+        nbversion.query("SELECT fts3_tokenizer('simple')", repo=repo)

@@ -12,6 +12,7 @@ import dataclasses
 import glob
 import json
 import os
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -71,12 +72,14 @@ def capture(
         targets.update(dict.fromkeys(matches))
     for path in explicit:
         relative = relative_inside(root, path)
-        if not (root / relative).exists():
+        if not os.path.lexists(root / relative):
             raise UsageProblem(f"file {path!r} does not exist")
-        targets[relative] = None
+        targets[_plain(relative, path)] = None
     for relative in targets:
         full = root / relative
-        if full.is_dir():
+        if full.is_symlink():
+            result.notes.append(f"{relative} is a symbolic link: not kept (track what it points to)")
+        elif full.is_dir():
             _capture_tree(root, relative, store, config, cache, result)
         elif full.is_file():
             put = _store_file(root, relative, store, cache)
@@ -92,13 +95,26 @@ def capture(
     return result
 
 
+def _plain(relative: str, said: str) -> str:
+    """The canonical form of a repository-relative path (``./data/`` -> ``data``).
+
+    :raises UsageProblem: for the repository root itself, or a path inside ``.git``/``.nbversion``.
+    """
+    plain = posixpath.normpath(relative)
+    if plain in (".", ""):
+        raise UsageProblem(f"cannot track {said!r}, the whole repository: name its data and model directories")
+    if plain.split("/", 1)[0] in (".git", ".nbversion"):
+        raise UsageProblem(f"cannot track {said!r}: it is inside {plain.split('/', 1)[0]}/")
+    return plain
+
+
 def _expand(root: Path, pattern: str) -> list[str]:
     if os.path.isabs(pattern) or ".." in PurePosixPath(pattern).parts:
         raise UsageProblem(f"tracked path {pattern!r} must be relative to the repository, without '..'")
     if any(c in pattern for c in "*?["):
         matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
-        return [m for m in matches if not any(part in SKIP_DIRS for part in PurePosixPath(m).parts)]
-    return [pattern.rstrip("/")] if (root / pattern).exists() else []
+        return [_plain(m, m) for m in matches if not any(part in SKIP_DIRS for part in PurePosixPath(m).parts)]
+    return [_plain(pattern, pattern)] if os.path.lexists(root / pattern) else []
 
 
 def _store_file(
@@ -122,8 +138,12 @@ def _store_file(
     return put
 
 
-def _walk(root: Path, relative: str) -> list[tuple[str, os.stat_result]]:
-    """Every regular file under *relative* (symlinks and SKIP_DIRS left out), sorted by path."""
+def _walk(root: Path, relative: str, notes: list[str] | None = None) -> list[tuple[str, os.stat_result]]:
+    """Every regular file under *relative* (symlinks and SKIP_DIRS left out), sorted by path.
+
+    A name that is not valid UTF-8 cannot be recorded in the catalog: it is passed over and
+    said in *notes*.
+    """
     found: list[tuple[str, os.stat_result]] = []
     stack = [relative]
     while stack:
@@ -131,6 +151,10 @@ def _walk(root: Path, relative: str) -> list[tuple[str, os.stat_result]]:
         with os.scandir(os.path.join(root, directory)) as entries:
             for entry in entries:
                 path = f"{directory}/{entry.name}"
+                if not _utf8(path):
+                    if notes is not None:
+                        notes.append(f"{path.encode('utf-8', 'surrogateescape')!r}: not valid UTF-8, not kept")
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name not in SKIP_DIRS:
                         stack.append(path)
@@ -143,17 +167,30 @@ def _walk(root: Path, relative: str) -> list[tuple[str, os.stat_result]]:
 def _stat_digest(files: list[tuple[str, os.stat_result]]) -> str:
     """A fingerprint of a directory's listing and every file's stat: equal means unchanged
     (by the same rule as the stat cache, for all files at once)."""
-    listing = "\0".join(f"{p}\0{s.st_ino}\0{s.st_size}\0{s.st_mtime_ns}" for p, s in files)
+    listing = "\0".join(f"{p}\0{s.st_ino}\0{s.st_size}\0{s.st_mtime_ns}\0{s.st_ctime_ns}" for p, s in files)
     return xxhash.xxh3_128_hexdigest(listing.encode("utf-8", "surrogateescape"))
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _capture_tree(
     root: Path, relative: str, store: ObjectStore, config: Config, cache: StatCache, result: CapturedFiles
 ) -> None:
-    files = _walk(root, relative)
+    files = _walk(root, relative, result.notes)
     digest = _stat_digest(files)
     remembered = cache.recall(f"tree:{relative}")
-    if remembered and remembered["digest"] == digest and store.exists(remembered["artifact"]["object_id"]):
+    if (
+        remembered
+        and remembered["digest"] == digest
+        and store.exists(remembered["artifact"]["object_id"])
+        and store.all_exist(remembered["objects"])  # never vouch for objects deleted by hand
+    ):
         # Nothing under the directory changed since the last snapshot on this machine.
         artifact = Artifact(**{**remembered["artifact"], "new_bytes": 0})
         result.paths.update(path for path, _ in files)
@@ -171,9 +208,9 @@ def _capture_tree(
 
     entries = manifest_of(puts)
     manifest = store.put_bytes(json.dumps(entries, separators=(",", ":")).encode())
-    if manifest.new:
-        # A directory state not seen before: make sure every file the cache vouched for is
-        # really in the store (someone may have deleted objects by hand).
+    vouched = [put.object_id for put in puts if not put.new]
+    if not store.all_exist(vouched):
+        # The cache vouched for a file whose object is gone (deleted by hand): store it again.
         repaired = [
             put if put.new or store.exists(put.object_id) else _store_file(root, path, store, cache, stat)
             for (path, stat), put in zip(files, puts)
@@ -195,4 +232,7 @@ def _capture_tree(
     )
     result.artifacts.append(artifact)
     if _stat_digest(_walk(root, relative)) == digest:  # remember it only if nothing moved while we read
-        cache.remember(f"tree:{relative}", {"digest": digest, "artifact": dataclasses.asdict(artifact)})
+        cache.remember(
+            f"tree:{relative}",
+            {"digest": digest, "artifact": dataclasses.asdict(artifact), "objects": sorted({e["object_id"] for e in entries})},
+        )

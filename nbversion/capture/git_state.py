@@ -7,6 +7,8 @@ everything but the diff, and ``git diff --binary`` only when the tree is dirty.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ class GitState:
     branch: str | None = None
     dirty: bool | None = None
     untracked: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # untracked names that are not UTF-8
 
     def row(self) -> dict[str, Any]:
         """The values of the ``snapshots`` row's git columns."""
@@ -77,22 +80,43 @@ def read_state(root: Path, exclude: tuple[str, ...] = (".nbversion/",)) -> GitSt
             state.branch = None if head == "(detached)" else head
         elif record.startswith("? "):
             path = record[2:]
-            if not path.startswith(exclude):
+            if path.startswith(exclude):
+                continue
+            if _utf8(path):
                 state.untracked.append(path)
-        elif record[:2] in ("1 ", "u "):
-            state.dirty = True
-        elif record.startswith("2 "):
-            state.dirty = True
-            i += 1  # a rename or copy is followed by its original path
+            else:
+                state.unreadable.append(path)
+        elif record[:2] in ("1 ", "2 ", "u "):
+            # The path is the last field: after 8 fields (1), 9 (2: renames), 10 (u: conflicts).
+            fields = {"1": 8, "2": 9, "u": 10}[record[0]]
+            path = record.split(" ", fields)[-1]
+            if not path.startswith(exclude):  # a committed catalog changes with every snapshot
+                state.dirty = True
+            if record[0] == "2":
+                i += 1  # a rename or copy is followed by its original path
     return state
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def uncommitted_diff(repo: Any, state: GitState) -> bytes:
     """Return ``git diff --binary`` of the tracked files against HEAD (the empty tree when
     there is no commit yet): staged and unstaged changes, applicable with ``git apply``."""
     base = state.commit or repo.git.hash_object("-t", "tree", "/dev/null")
-    # GitPython strips the final newline by default, which corrupts the patch.
-    return repo.git.diff(base, "--binary", stdout_as_string=False, strip_newline_in_stdout=False)
+    # A patch git apply takes whatever the user's git config says (noprefix, color, external
+    # or textconv drivers, relative); the catalog itself, which changes with every snapshot,
+    # left out. GitPython strips the final newline by default, which corrupts the patch.
+    return repo.git.diff(
+        base, "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
+        "--src-prefix=a/", "--dst-prefix=b/", "--", ".", ":(exclude).nbversion",
+        stdout_as_string=False, strip_newline_in_stdout=False,
+    )
 
 
 def capture(
@@ -172,11 +196,13 @@ def materialize(repo_root: Path, commit: str | None, target: Path, patch: bytes)
     import git
 
     repo = _repo(repo_root)
+    added = False
     try:
         if commit is not None:
             if repo is None:
                 raise UsageProblem(f"commit {commit[:10]} cannot be checked out: {repo_root} is not a git repository")
             repo.git.worktree("add", "--detach", str(target), commit)
+            added = True
         else:
             target.mkdir(parents=True, exist_ok=True)
             git.Git(str(target)).init("-q")  # its own repository, so the patch applies here
@@ -188,6 +214,11 @@ def materialize(repo_root: Path, commit: str | None, target: Path, patch: bytes)
             finally:
                 patch_file.unlink()
     except git.GitCommandError as exc:
+        # Leave nothing half made: no registered worktree, no directory.
+        if added:
+            with contextlib.suppress(git.GitCommandError):
+                repo.git.worktree("remove", "--force", str(target))
+        shutil.rmtree(target, ignore_errors=True)
         detail = (exc.stderr or str(exc)).strip().splitlines()
         raise UsageProblem(f"cannot check out the code into {target}: {detail[-1] if detail else exc}") from None
     finally:

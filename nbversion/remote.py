@@ -1,0 +1,174 @@
+"""Remotes: where a team's object bytes live — any fsspec URL (a shared directory, ``s3://``,
+``gs://``, ...) — and moving objects there and back.
+
+The list of remotes is committed with the catalog (``.nbversion/remotes.json``), so a clone
+knows where to pull from; credentials are never stored by nbversion (fsspec and boto find them
+the usual ways: environment, ``~/.aws``, instance roles). Every object is verified against its
+id on the way in *and* on the way out: a corrupt local object is never pushed, a corrupt remote
+object is never accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptObject, MissingObject, UsageProblem
+from .store import CHUNK_SIZE, ObjectStore
+
+REMOTES_FILE = "remotes.json"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+#: Transfers run this many objects at a time (network stores like many requests in flight).
+JOBS = 8
+
+
+@dataclass
+class Remotes:
+    """The configured remotes of a repository and which one is the default."""
+
+    path: Path
+    urls: dict[str, str] = field(default_factory=dict)
+    default: str | None = None
+
+    @classmethod
+    def load(cls, nbversion_dir: Path) -> Remotes:
+        path = nbversion_dir / REMOTES_FILE
+        if not path.exists():
+            return cls(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls(path, dict(data.get("remotes", {})), data.get("default"))
+        except (ValueError, AttributeError) as exc:
+            raise UsageProblem(f"{path} cannot be read: {exc}") from None
+
+    def save(self) -> None:
+        self.path.parent.mkdir(exist_ok=True)
+        self.path.write_text(json.dumps({"default": self.default, "remotes": self.urls}, indent=2) + "\n")
+
+    def add(self, name: str, url: str, *, default: bool = False) -> None:
+        """Add a remote (the first one becomes the default).
+
+        :raises UsageProblem: a bad or taken name, or a URL no fsspec filesystem handles.
+        """
+        if not _NAME_RE.match(name):
+            raise UsageProblem(f"remote name {name!r} is not valid: use letters, digits, '_', '-', '.'")
+        if name in self.urls:
+            raise UsageProblem(f"remote {name!r} exists already ({self.urls[name]}); remove it first")
+        _filesystem(url, self.path.parent.parent)  # fail now, not at the first push
+        self.urls[name] = url
+        if default or self.default is None:
+            self.default = name
+
+    def remove(self, name: str) -> None:
+        if name not in self.urls:
+            raise UsageProblem(f"remote {name!r} does not exist")
+        del self.urls[name]
+        if self.default == name:
+            self.default = next(iter(self.urls), None)
+
+    def store(self, name: str | None, root: Path) -> ObjectStore:
+        """The object store of remote *name* (default: the default remote).
+
+        :raises UsageProblem: when there is no such remote, or none at all.
+        """
+        name = name or self.default
+        if name is None:
+            raise UsageProblem("no remote is configured: nbversion remote add NAME URL")
+        if name not in self.urls:
+            raise UsageProblem(f"remote {name!r} does not exist")
+        fs, path = _filesystem(self.urls[name], root)
+        return ObjectStore(fs, path)
+
+
+def _filesystem(url: str, root: Path) -> tuple[Any, str]:
+    import fsspec
+
+    if "://" not in url and not os.path.isabs(url):
+        url = str((root / url).resolve())  # a relative directory is relative to the repository
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise UsageProblem(f"remote URL {url!r} cannot be used: {exc}") from None
+    return fs, path
+
+
+@dataclass
+class Transfer:
+    """What a push or a pull moved."""
+
+    copied: int = 0
+    copied_bytes: int = 0
+    present: int = 0
+    missing: list[str] = field(default_factory=list)  # ids the source does not have
+
+
+def copy_object(source: ObjectStore, target: ObjectStore, object_id: str, size: int | None = None) -> int:
+    """Copy one object, re-hashing it as it goes; return the bytes copied.
+
+    :raises MissingObject: when *source* lacks it.
+    :raises CorruptObject: when its bytes do not hash to its id (nothing is kept then).
+    """
+    path = source.path(object_id)
+    try:
+        file = source.fs.open(path, "rb")
+    except FileNotFoundError:
+        raise MissingObject(f"object {object_id} is missing from {source.root}") from None
+
+    def copy(out: Any) -> None:
+        with file:
+            while data := file.read(CHUNK_SIZE):
+                out.write(data)
+
+    put = target.put_stream(copy, size=size)
+    if put.object_id != object_id:
+        if put.new:
+            target.delete(put.object_id)
+        raise CorruptObject(f"object {object_id} is corrupt in {source.root}: its bytes hash to {put.object_id[:16]}...")
+    return put.size
+
+
+def transfer(
+    source: ObjectStore,
+    target: ObjectStore,
+    objects: dict[str, int],
+    *,
+    present: Iterable[str] | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> Transfer:
+    """Copy every object of *objects* (id -> size) that *target* lacks, several at a time.
+
+    Re-running after a failure copies only what is still missing.
+    """
+    known = set(present) if present is not None else None
+    todo = [oid for oid in sorted(objects) if (oid not in known if known is not None else not target.exists(oid))]
+    result = Transfer(present=len(objects) - len(todo))
+
+    def one(object_id: str) -> tuple[str, int | None]:
+        try:
+            size = copy_object(source, target, object_id, objects[object_id] or None)
+        except MissingObject:
+            return object_id, None
+        if progress is not None:
+            progress(size)
+        return object_id, size
+
+    with ThreadPoolExecutor(JOBS) as pool:
+        for object_id, size in pool.map(one, todo):
+            if size is None:
+                result.missing.append(object_id)
+            else:
+                result.copied += 1
+                result.copied_bytes += size
+    return result
+
+
+def listing(store: ObjectStore) -> set[str]:
+    """Every object id in *store*, from one listing (far cheaper than asking one by one)."""
+    return {object_id for object_id, _, _ in store.iter_objects()}
