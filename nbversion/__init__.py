@@ -14,12 +14,29 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import check, checkout_code, diff, load, log, query, restore, show, snapshot  # noqa: E402
+from .api import (  # noqa: E402
+    check,
+    checkout_code,
+    diff,
+    gc,
+    load,
+    log,
+    pull,
+    push,
+    query,
+    remote_add,
+    remote_list,
+    remote_remove,
+    restore,
+    show,
+    snapshot,
+    status,
+)
 from .errors import NbversionError  # noqa: E402
 
 __all__ = [
-    "NbversionError", "check", "checkout_code", "diff", "load", "load_ipython_extension", "log", "query", "restore", "show",
-    "snapshot",
+    "NbversionError", "check", "checkout_code", "diff", "gc", "load", "load_ipython_extension", "log", "pull",
+    "push", "query", "remote_add", "remote_list", "remote_remove", "restore", "show", "snapshot", "status",
 ]
 
 

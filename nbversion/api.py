@@ -34,7 +34,9 @@ from .capture.git_state import GitState
 from .catalog import Artifact, Catalog, Skipped, check_tag_name, merge_catalogs, new_id, read_query, short_id
 from .display import QueryResult, Table, Text, describe, format_bytes, progress, relative_time
 from .errors import CatalogError, CorruptObject, MissingObject, NbversionError, RefNotFound, UsageProblem
+from . import remote as transfers
 from .project import CATALOG_NAME, DIRNAME, Project
+from .remote import Remotes
 from .store import reporting
 
 PathLike = str | os.PathLike[str]
@@ -281,13 +283,16 @@ def restore(
                         )
             else:
                 wanted = list(stored)
+        file_artifacts = catalog.artifacts(snapshot_id, "file") if ((files and vars is None) or files_only) else []
+        _fetch_missing(project, catalog, [stored[n]["object_id"] for n in wanted] + [a["object_id"] for a in file_artifacts if a["object_id"]])
         total = sum(stored[name]["size"] for name in wanted)
         with progress("restore", total or None) as moved, reporting(moved):
             values = {name: _decode(stored[name], snapshot_id, project) for name in wanted}
         warnings = _library_warnings([stored[name] for name in wanted])
         changed: list[str] = []
-        if (files and vars is None) or files_only:
-            planned = worktree.plan(catalog, project.store, catalog.artifacts(snapshot_id, "file"))
+        if file_artifacts:
+            planned = worktree.plan(catalog, project.store, file_artifacts)
+            _fetch_missing(project, catalog, [p.object_id for p in planned])
             changed = worktree.restore_files(project.root, catalog, project.store, cache, planned, force=force)
         if not files_only:
             removed = []
@@ -318,6 +323,7 @@ def load(ref: str, name: str, *, repo: PathLike | None = None) -> Any:
         snapshot_id = catalog.resolve(ref)
         for artifact in catalog.artifacts(snapshot_id, "variable"):
             if artifact["name"] == name:
+                _fetch_missing(project, catalog, [artifact["object_id"]])
                 return _decode(artifact, snapshot_id, project)
     raise UsageProblem(f"variable {name!r} is not in snapshot {short_id(snapshot_id)}")
 
@@ -399,9 +405,9 @@ class CheckResult:
         return "\n".join(lines)
 
 
-def check(refs: Iterable[str] = (), *, repo: PathLike | None = None) -> CheckResult:
-    """Re-hash every object the catalog needs (or only the named snapshots'), and report each
-    missing or corrupt one with the snapshots it breaks.
+def check(refs: Iterable[str] = (), *, remote: str | None = None, repo: PathLike | None = None) -> CheckResult:
+    """Re-hash every object the catalog needs (or only the named snapshots'), here or on a
+    *remote*, and report each missing or corrupt one with the snapshots it breaks.
 
     :raises RefNotFound: / :raises AmbiguousRef: for a bad ref.
     """
@@ -410,6 +416,7 @@ def check(refs: Iterable[str] = (), *, repo: PathLike | None = None) -> CheckRes
     project = Project.find(repo)
     if not project.exists():
         return CheckResult(0, 0, [])
+    store = Remotes.load(project.dir).store(remote or None, project.root) if remote is not None else project.store
     with project.open_catalog() as catalog:
         refs = list(refs)
         ids = [catalog.resolve(r) for r in refs] if refs else None
@@ -417,7 +424,7 @@ def check(refs: Iterable[str] = (), *, repo: PathLike | None = None) -> CheckRes
 
         def verify(object_id: str) -> str | None:
             try:
-                with project.store.open(object_id) as reader:
+                with store.open(object_id) as reader:
                     reader.verify()
             except MissingObject:
                 return "is missing"
@@ -441,33 +448,42 @@ def check(refs: Iterable[str] = (), *, repo: PathLike | None = None) -> CheckRes
 GC_GRACE_SECONDS = 3600.0
 
 
-def gc(*, grace_seconds: float = GC_GRACE_SECONDS, dry_run: bool = False, repo: PathLike | None = None) -> Text:
-    """Remove local objects no snapshot needs, and abandoned temporary files.
+def gc(
+    *,
+    grace_seconds: float = GC_GRACE_SECONDS,
+    dry_run: bool = False,
+    remote: str | None = None,
+    repo: PathLike | None = None,
+) -> Text:
+    """Remove objects no snapshot needs, and abandoned temporary files: locally, or on a
+    *remote* ("" for the default one).
 
     Anything modified within *grace_seconds* stays, so a snapshot in progress in another
-    kernel never loses a fresh object.
+    kernel never loses a fresh object. On a remote, only what *this* catalog does not
+    reference goes: run it from a clone that has merged everyone's catalog.
     """
     import time
 
     project = Project.find(repo)
     if not project.exists():
         return Text(f"nothing to collect: there is no catalog yet in {project.root}")
+    store = Remotes.load(project.dir).store(remote or None, project.root) if remote is not None else project.store
     cutoff = time.time() - grace_seconds
     with project.open_catalog() as catalog:
         needed = catalog.referenced_objects()
         needed.update((oid, 0) for oid in catalog.all_object_ids())
         removable = [
             (object_id, size)
-            for object_id, size, mtime in project.store.iter_objects()
+            for object_id, size, mtime in store.iter_objects()
             if object_id not in needed and mtime < cutoff
         ]
-        temporary = [path for path, mtime in project.store.iter_temporary() if mtime < cutoff]
+        temporary = [path for path, mtime in store.iter_temporary() if mtime < cutoff]
         if not dry_run:
             for object_id, _ in removable:
-                project.store.delete(object_id)
+                store.delete(object_id)
             for path in temporary:
                 with contextlib.suppress(FileNotFoundError):
-                    project.store.fs.rm_file(path)
+                    store.fs.rm_file(path)
     verb = "would remove" if dry_run else "removed"
     return Text(
         f"{verb} {_plural(len(removable), 'unreferenced object')} ({format_bytes(sum(s for _, s in removable))})"
@@ -506,6 +522,125 @@ def merge(ours: PathLike, theirs: PathLike) -> Text:
         if not Path(path).is_file():
             raise UsageProblem(f"catalog {str(path)!r} does not exist")
     return Text(str(merge_catalogs(ours, theirs)))
+
+
+def remote_add(name: str, url: str, *, default: bool = False, repo: PathLike | None = None) -> Text:
+    """Add a remote: any fsspec URL or a directory (``s3://bucket/team/project``, ``/mnt/shared``)."""
+    project = Project.find(repo)
+    remotes = Remotes.load(project.dir)
+    remotes.add(name, url, default=default)
+    remotes.save()
+    return Text(f"remote {name} -> {url}" + (" (default)" if remotes.default == name else ""))
+
+
+def remote_remove(name: str, *, repo: PathLike | None = None) -> Text:
+    """Forget a remote (its bytes stay where they are)."""
+    project = Project.find(repo)
+    remotes = Remotes.load(project.dir)
+    remotes.remove(name)
+    remotes.save()
+    return Text(f"removed remote {name}" + (f"; the default is now {remotes.default}" if remotes.default else ""))
+
+
+def remote_list(*, repo: PathLike | None = None) -> Table:
+    """The configured remotes."""
+    remotes = Remotes.load(Project.find(repo).dir)
+    return Table(
+        ["name", "url", "default"],
+        [[name, url, "*" if name == remotes.default else ""] for name, url in remotes.urls.items()],
+        empty="no remotes: nbversion remote add NAME URL",
+    )
+
+
+def push(refs: Iterable[str] = (), *, remote: str | None = None, repo: PathLike | None = None) -> Text:
+    """Upload the objects the catalog references (or the named snapshots') that the remote
+    lacks. Parallel, verified, and safe to re-run after an interruption."""
+    project = Project.find(repo)
+    target = Remotes.load(project.dir).store(remote, project.root)
+    with _open_existing(project, "HEAD") as catalog:
+        refs = list(refs)
+        wanted = catalog.referenced_objects([catalog.resolve(r) for r in refs] if refs else None)
+    present = transfers.listing(target)
+    todo = sum(size for oid, size in wanted.items() if oid not in present)
+    with progress("push", todo or None) as moved:
+        result = transfers.transfer(project.store, target, wanted, present=present, progress=moved)
+    line = f"pushed {_plural(result.copied, 'object')} ({format_bytes(result.copied_bytes)}); {result.present} already there"
+    if result.missing:
+        line += f"; {_plural(len(result.missing), 'object')} missing here, not pushed: {', '.join(result.missing[:3])}"
+    return Text(line)
+
+
+def pull(
+    refs: Iterable[str] = (), *, all_snapshots: bool = False, remote: str | None = None, repo: PathLike | None = None
+) -> Text:
+    """Download what restoring the named snapshots (default HEAD; all with *all_snapshots*)
+    needs and this machine lacks, verifying every object."""
+    project = Project.find(repo)
+    with _open_existing(project, "HEAD") as catalog:
+        refs = list(refs) or ([] if all_snapshots else ["HEAD"])
+        ids = [catalog.resolve(r) for r in refs] if refs else None
+        result = _fetch(project, catalog, ids, remote)
+    line = f"pulled {_plural(result.copied, 'object')} ({format_bytes(result.copied_bytes)}); {result.present} already here"
+    if result.missing:
+        line += f"; {_plural(len(result.missing), 'object')} not on the remote either: {', '.join(result.missing[:3])}"
+    return Text(line)
+
+
+def status(*, remote: str | None = None, repo: PathLike | None = None) -> Text:
+    """Say what is not pushed yet and what is not here yet."""
+    project = Project.find(repo)
+    remotes = Remotes.load(project.dir)
+    with _open_existing(project, "HEAD") as catalog:
+        wanted = catalog.referenced_objects()
+    local = transfers.listing(project.store)
+    lines = [f"{_plural(len(wanted), 'object')} ({format_bytes(sum(wanted.values()))}) referenced by the catalog"]
+    missing_here = [oid for oid in wanted if oid not in local]
+    lines.append(f"  {len(missing_here)} not on this machine" + (" (nbversion pull)" if missing_here else ""))
+    if remotes.default is None and remote is None:
+        lines.append("  no remote configured (nbversion remote add NAME URL)")
+    else:
+        name = remote or remotes.default
+        on_remote = transfers.listing(remotes.store(name, project.root))
+        unpushed = [oid for oid in wanted if oid in local and oid not in on_remote]
+        size = sum(wanted[oid] for oid in unpushed)
+        lines.append(f"  {len(unpushed)} not pushed to {name} ({format_bytes(size)})" + (" (nbversion push)" if unpushed else ""))
+    return Text("\n".join(lines))
+
+
+def _fetch(project: Project, catalog: Catalog, snapshot_ids: list[str] | None, remote: str | None) -> transfers.Transfer:
+    """Bring the objects the snapshots need from the remote: their artifacts, then the
+    files their directory manifests list."""
+    source = Remotes.load(project.dir).store(remote, project.root)
+    total = transfers.Transfer()
+    for _ in range(2):  # the manifests first, then what they list
+        wanted = catalog.referenced_objects(snapshot_ids)
+        lacking = {oid: size for oid, size in wanted.items() if not project.store.exists(oid)}
+        if not lacking:
+            break
+        with progress("pull", sum(lacking.values()) or None) as moved:
+            result = transfers.transfer(source, project.store, lacking, present=(), progress=moved)
+        total.copied += result.copied
+        total.copied_bytes += result.copied_bytes
+        total.missing = result.missing
+    total.present = len(catalog.referenced_objects(snapshot_ids)) - total.copied - len(total.missing)
+    return total
+
+
+def _fetch_missing(project: Project, catalog: Catalog, object_ids: Iterable[str]) -> None:
+    """Before a restore: fetch from the default remote any of *object_ids* missing here."""
+    lacking = [oid for oid in set(object_ids) if not project.store.exists(oid)]
+    if not lacking:
+        return
+    remotes = Remotes.load(project.dir)
+    if remotes.default is None:
+        raise MissingObject(
+            f"object {lacking[0]} is missing from {project.store.root} and no remote is configured to fetch it from"
+        )
+    source = remotes.store(None, project.root)
+    with progress("fetch", None) as moved:
+        result = transfers.transfer(source, project.store, dict.fromkeys(lacking, 0), present=(), progress=moved)
+    if result.missing:
+        raise MissingObject(f"object {result.missing[0]} is missing here and on remote {remotes.default}")
 
 
 def show(ref: str, *, patch: bool = False, repo: PathLike | None = None) -> Text:

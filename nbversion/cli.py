@@ -107,8 +107,42 @@ def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    """``nbversion check [REF ...]``."""
+    """``nbversion check [REF ...] [--remote [NAME]]``."""
     parser.add_argument("refs", nargs="*", metavar="REF", help="only these snapshots (default: every object)")
+    parser.add_argument(
+        "--remote", nargs="?", const="", metavar="NAME", help="check the objects on a remote (default: the default one)"
+    )
+
+
+def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion remote add NAME URL [--default] | list | remove NAME``."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    add = actions.add_parser("add", help="add a remote: any fsspec URL or a directory")
+    add.add_argument("name")
+    add.add_argument("url", help="s3://bucket/prefix, gs://..., file:///path, or a directory")
+    add.add_argument("--default", action="store_true", help="make it the default remote")
+    actions.add_parser("list", help="list the remotes")
+    remove = actions.add_parser("remove", help="forget a remote (its bytes stay)")
+    remove.add_argument("name")
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion push [REF ...] [--remote NAME]``."""
+    parser.add_argument("refs", nargs="*", metavar="REF", help="only these snapshots' objects (default: all)")
+    parser.add_argument("--remote", "-r", metavar="NAME", help="which remote (default: the default one)")
+
+
+def add_pull_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion pull [REF ...] [--all] [--remote NAME]``."""
+    parser.add_argument("refs", nargs="*", metavar="REF", help="snapshots to be able to restore (default: HEAD)")
+    parser.add_argument("--all", action="store_true", help="every snapshot's objects")
+    parser.add_argument("--remote", "-r", metavar="NAME", help="which remote (default: the default one)")
+
+
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    """``nbversion status [--remote NAME]``."""
+    parser.add_argument("--remote", "-r", metavar="NAME", help="which remote (default: the default one)")
 
 
 def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +152,11 @@ def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep anything younger than this, for snapshots in progress elsewhere (default 1)",
     )
     parser.add_argument("--dry-run", "-n", action="store_true", help="only say what would be removed")
+    parser.add_argument(
+        "--remote", nargs="?", const="", metavar="NAME",
+        help="collect on a remote instead (default: the default one); asks for confirmation",
+    )
+    parser.add_argument("--yes", "-y", action="store_true", help="confirm --remote without asking")
 
 
 def add_init_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,15 +176,30 @@ def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
 def _gc(args: argparse.Namespace) -> Any:
     if args.grace < 0:
         raise UsageProblem(f"--grace must not be negative, not {args.grace}")
-    return api.gc(grace_seconds=args.grace * 3600, dry_run=args.dry_run)
+    if args.remote is not None and not args.dry_run and not args.yes:
+        preview = api.gc(grace_seconds=args.grace * 3600, dry_run=True, remote=args.remote)
+        if not sys.stdin.isatty():
+            raise UsageProblem(f"{preview}; removing objects from a remote needs --yes")
+        answer = input(f"{preview}\nRemove them from the remote? Teammates' unmerged snapshots may need them. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return Text("nothing removed")
+    return api.gc(grace_seconds=args.grace * 3600, dry_run=args.dry_run, remote=args.remote)
 
 
 class Failed(Text):
     """A report that also means "exit non-zero" on the command line."""
 
 
+def _remote(args: argparse.Namespace) -> Any:
+    if args.action == "add":
+        return api.remote_add(args.name, args.url, default=args.default)
+    if args.action == "remove":
+        return api.remote_remove(args.name)
+    return api.remote_list()
+
+
 def _check(args: argparse.Namespace) -> Any:
-    result = api.check(args.refs)
+    result = api.check(args.refs, remote=args.remote)  # "" (a bare --remote): the default one
     return Text(str(result)) if result.ok else Failed(str(result))
 
 
@@ -202,6 +256,13 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "sql": ("run a read-only SQL query on the catalog", add_sql_arguments, _sql),
     "init": ("set up .nbversion/ and the git merge driver for the catalog", add_init_arguments, lambda a: api.init()),
     "merge": ("union two catalogs (git's merge driver; also by hand)", add_merge_arguments, lambda a: api.merge(a.ours, a.theirs)),
+    "remote": ("add, list or remove remotes (where objects are shared)", add_remote_arguments, _remote),
+    "push": ("upload objects the remote lacks", add_push_arguments, lambda a: api.push(a.refs, remote=a.remote)),
+    "pull": (
+        "download what restoring needs from the remote", add_pull_arguments,
+        lambda a: api.pull(a.refs, all_snapshots=a.all, remote=a.remote),
+    ),
+    "status": ("what is not pushed yet, and what is not here yet", add_status_arguments, lambda a: api.status(remote=a.remote)),
     "gc": ("remove local objects no snapshot needs (after a grace period)", add_gc_arguments, _gc),
     "check": (
         "re-hash stored objects; name each missing or corrupt one and the snapshots it breaks",

@@ -66,3 +66,51 @@ def shell(repo: Path) -> Iterator[TestingShell]:
     yield ip
     ip.history_manager.end_session()
     TestingShell.clear_instance()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode) on localhost; s3fs is pointed at it
+    through fsspec's environment configuration, the way a user's would be."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("FSSPEC_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(
+        FSSPEC_S3_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    import fsspec.config
+
+    # fsspec reads FSSPEC_* variables when it is imported: tell this process too.
+    fsspec.config.conf.setdefault("s3", {})["endpoint_url"] = endpoint
+    try:
+        yield endpoint
+    finally:
+        fsspec.config.conf.get("s3", {}).pop("endpoint_url", None)
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str) -> str:
+    """A fresh, empty bucket on the localhost S3 server; returns its s3:// URL."""
+    import uuid
+
+    import s3fs
+
+    name = f"nbv-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)
+    fs.mkdir(name)
+    return f"s3://{name}/objects"
