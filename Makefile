@@ -26,13 +26,15 @@ test: $(STAMP)
 bench: $(STAMP) bench-peers
 	$(PY) benchmarks/bench_array.py
 	$(PY) benchmarks/bench_files.py
+	$(PY) benchmarks/bench_catalog.py
+	$(PY) benchmarks/bench_remote.py
 
 # The peers we measure against live in their own environments, never in .venv.
 bench-peers: benchmarks/.venv-dvc/bin/dvc
 
 benchmarks/.venv-dvc/bin/dvc:
 	$(PYTHON) -m venv benchmarks/.venv-dvc
-	benchmarks/.venv-dvc/bin/pip install --quiet dvc
+	benchmarks/.venv-dvc/bin/pip install --quiet dvc dvc-s3
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -111,15 +111,19 @@ def test_interrupted_push_then_push_again_leaves_the_remote_consistent(repo: Pat
     assert nbversion.check(remote="team", repo=repo).ok
 
 
-def test_corrupt_remote_object_is_never_accepted(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["directory", "s3"])
+def test_corrupt_remote_object_is_never_accepted(repo: Path, tmp_path: Path, kind: str, request) -> None:
+    url = str(tmp_path / "shared") if kind == "directory" else request.getfixturevalue("s3_bucket")
     make_history(repo)
-    nbversion.remote_add("team", str(tmp_path / "shared"), repo=repo)
+    nbversion.remote_add("team", url, repo=repo)
     nbversion.push(repo=repo)
     (object_id,) = query(repo, "SELECT object_id FROM artifacts WHERE name = 'weights'")[0]
-    remote_copy = tmp_path / "shared" / object_id[:2] / object_id[2:]
-    data = bytearray(remote_copy.read_bytes())
+    from nbversion.remote import Remotes
+
+    remote = Remotes.load(repo / ".nbversion").store(None, repo)
+    data = bytearray(remote.fs.cat_file(remote.path(object_id)))
     data[500] ^= 1
-    remote_copy.write_bytes(bytes(data))
+    remote.fs.pipe_file(remote.path(object_id), bytes(data))
     (repo / ".nbversion" / "objects" / object_id[:2] / object_id[2:]).unlink()
     with pytest.raises(nbversion.errors.CorruptObject, match=object_id):
         nbversion.restore("good", {}, repo=repo)
