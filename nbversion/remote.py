@@ -184,7 +184,7 @@ def listing(store: ObjectStore) -> set[str]:
 
 
 #: Objects per fsspec batch call: large enough for concurrency, small enough for progress.
-BATCH = 256
+BATCH = 1000
 
 
 def _verified_local(store: ObjectStore, object_id: str) -> str | None:
