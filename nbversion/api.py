@@ -33,7 +33,7 @@ from .capture import notebook as capture_notebook
 from .capture.git_state import GitState
 from .catalog import Artifact, Catalog, Skipped, check_tag_name, merge_catalogs, new_id, read_query, short_id
 from .display import QueryResult, Table, Text, describe, format_bytes, progress, relative_time
-from .errors import CatalogError, CorruptObject, MissingObject, NbversionError, RefNotFound, UsageProblem
+from .errors import CatalogError, MissingObject, NbversionError, RefNotFound, UsageProblem
 from . import remote as transfers
 from .project import CATALOG_NAME, DIRNAME, Project
 from .remote import Remotes
@@ -422,21 +422,12 @@ def check(refs: Iterable[str] = (), *, remote: str | None = None, repo: PathLike
         ids = [catalog.resolve(r) for r in refs] if refs else None
         wanted = catalog.referenced_objects(ids)
 
-        def verify(object_id: str) -> str | None:
-            try:
-                with store.open(object_id) as reader:
-                    reader.verify()
-            except MissingObject:
-                return "is missing"
-            except CorruptObject:
-                return "is corrupt (its bytes do not match its id)"
-            return None
-
         with progress("check", sum(wanted.values()) or None) as moved, reporting(moved):
             with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-                verdicts = list(pool.map(verify, sorted(wanted)))
+                verdicts = list(pool.map(store.problem, sorted(wanted)))
+        said = {"missing": "is missing", "corrupt": "is corrupt (its bytes do not match its id)"}
         problems = [
-            (object_id, verdict, catalog.snapshots_using(object_id))
+            (object_id, said[verdict], catalog.snapshots_using(object_id))
             for object_id, verdict in zip(sorted(wanted), verdicts)
             if verdict is not None
         ]

@@ -187,24 +187,12 @@ def listing(store: ObjectStore) -> set[str]:
 BATCH = 1000
 
 
-def _verified_local(store: ObjectStore, object_id: str) -> str | None:
-    """``None`` when the local object is intact, else what is wrong with it."""
-    try:
-        with store.open(object_id) as reader:
-            reader.verify()
-    except MissingObject:
-        return "missing"
-    except CorruptObject:
-        return "corrupt"
-    return None
-
-
 def _push_batches(
     source: ObjectStore, target: ObjectStore, todo: list[str], sizes: dict[str, int], result: Transfer,
     progress: Callable[[int], Any] | None,
 ) -> Transfer:
     with ThreadPoolExecutor(JOBS) as pool:
-        verdicts = list(pool.map(lambda oid: _verified_local(source, oid), todo))
+        verdicts = list(pool.map(source.problem, todo))
     corrupt = [oid for oid, verdict in zip(todo, verdicts) if verdict == "corrupt"]
     if corrupt:
         raise CorruptObject(f"object {corrupt[0]} is corrupt here: not pushed (nbversion check lists all)")

@@ -520,6 +520,17 @@ class ObjectStore:
             raise MissingObject(f"object {object_id} is missing from {self.root}") from None
         return VerifiedReader(file, object_id)
 
+    def problem(self, object_id: str) -> str | None:
+        """Re-hash one object: ``None`` when intact, else ``"missing"`` or ``"corrupt"``."""
+        try:
+            with self.open(object_id) as reader:
+                reader.verify()
+        except MissingObject:
+            return "missing"
+        except CorruptObject:
+            return "corrupt"
+        return None
+
     def read_bytes(self, object_id: str) -> bytes:
         """Return the object's bytes, verified against its id.
 

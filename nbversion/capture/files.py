@@ -20,6 +20,7 @@ from typing import Any
 
 import xxhash
 
+from . import is_utf8
 from ..catalog import Artifact, StatCache
 from ..config import Config
 from ..errors import UsageProblem
@@ -151,7 +152,7 @@ def _walk(root: Path, relative: str, notes: list[str] | None = None) -> list[tup
         with os.scandir(os.path.join(root, directory)) as entries:
             for entry in entries:
                 path = f"{directory}/{entry.name}"
-                if not _utf8(path):
+                if not is_utf8(path):
                     if notes is not None:
                         notes.append(f"{path.encode('utf-8', 'surrogateescape')!r}: not valid UTF-8, not kept")
                     continue
@@ -169,14 +170,6 @@ def _stat_digest(files: list[tuple[str, os.stat_result]]) -> str:
     (by the same rule as the stat cache, for all files at once)."""
     listing = "\0".join(f"{p}\0{s.st_ino}\0{s.st_size}\0{s.st_mtime_ns}\0{s.st_ctime_ns}" for p, s in files)
     return xxhash.xxh3_128_hexdigest(listing.encode("utf-8", "surrogateescape"))
-
-
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _capture_tree(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import is_utf8
 from ..catalog import Artifact
 from ..errors import UsageProblem
 from ..store import ObjectStore
@@ -82,7 +83,7 @@ def read_state(root: Path, exclude: tuple[str, ...] = (".nbversion/",)) -> GitSt
             path = record[2:]
             if path.startswith(exclude):
                 continue
-            if _utf8(path):
+            if is_utf8(path):
                 state.untracked.append(path)
             else:
                 state.unreadable.append(path)
@@ -95,14 +96,6 @@ def read_state(root: Path, exclude: tuple[str, ...] = (".nbversion/",)) -> GitSt
             if record[0] == "2":
                 i += 1  # a rename or copy is followed by its original path
     return state
-
-
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def uncommitted_diff(repo: Any, state: GitState) -> bytes:
