@@ -79,3 +79,28 @@ def test_merge_by_hand(tmp_path: Path) -> None:
     assert "0 snapshots added" in again.stdout  # idempotent
     missing = subprocess.run([NBVERSION, "merge", str(a / "nope.db"), str(b / ".nbversion" / "catalog.db")], capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_merged_clones_pull_everything_from_one_remote_and_check_clean(tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git(origin, "init", "-q", "-b", "main")
+    subprocess.run([NBVERSION, "init"], cwd=origin, check=True, capture_output=True)
+    subprocess.run([NBVERSION, "remote", "add", "team", str(tmp_path / "shared")], cwd=origin, check=True, capture_output=True)
+    snap(origin, "start")
+    subprocess.run([NBVERSION, "push"], cwd=origin, check=True, capture_output=True)
+    commit(origin, "start")
+    for name in ("alice", "bob"):
+        git(tmp_path, "clone", "-q", str(origin), name)
+        subprocess.run([NBVERSION, "init"], cwd=tmp_path / name, check=True, capture_output=True)
+        snap(tmp_path / name, f"{name}'s work")
+        subprocess.run([NBVERSION, "push"], cwd=tmp_path / name, check=True, capture_output=True)
+        commit(tmp_path / name, name)
+    alice = tmp_path / "alice"
+    git(alice, "fetch", "-q", str(tmp_path / "bob"), "main")
+    git(alice, "-c", "user.name=t", "-c", "user.email=t@t", "merge", "-q", "--no-edit", "FETCH_HEAD")
+    assert len(query(alice, "SELECT id FROM snapshots")) == 3
+    pulled = subprocess.run([NBVERSION, "pull", "--all"], cwd=alice, capture_output=True, text=True)
+    assert pulled.returncode == 0 and "pulled 3 objects" in pulled.stdout  # origin's and bob's
+    check = subprocess.run([NBVERSION, "check"], cwd=alice, capture_output=True, text=True)
+    assert check.returncode == 0 and "all present and intact" in check.stdout
