@@ -298,7 +298,7 @@ def restore(
             removed = []
             if exact:
                 # Variables the snapshot could not keep are not "absent" from it: keep them.
-                kept = set(stored) | set(catalog.skipped(snapshot_id))
+                kept = set(stored) | {name for name, _, _ in catalog.skipped_rows(snapshot_id)}
                 removed = [
                     n
                     for n in capture_ns.user_variables(namespace, hidden)

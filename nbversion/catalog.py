@@ -266,7 +266,7 @@ class Catalog:
             if parent is not None and not self._exists(parent):
                 parent = None
             if tag is not None:
-                self._check_tag_free(tag)
+                self.check_tag_free(tag)
             if environment is not None:
                 known = conn.execute("SELECT 1 FROM environments WHERE id = ?", (environment.id,)).fetchone()
                 if known is None:
@@ -355,9 +355,6 @@ class Catalog:
 
     def check_tag_free(self, tag: str) -> None:
         """Raise :class:`TagExists` if *tag* already names a snapshot."""
-        self._check_tag_free(tag)
-
-    def _check_tag_free(self, tag: str) -> None:
         row = self.conn.execute("SELECT snapshot_id FROM tags WHERE name = ?", (tag,)).fetchone()
         if row is not None:
             raise TagExists(f"tag {tag!r} already names snapshot {short_id(row[0])}")
@@ -483,11 +480,6 @@ class Catalog:
         ]
         return record
 
-    def skipped(self, snapshot_id: str) -> list[str]:
-        """Return the names of the variables *snapshot_id* could not keep."""
-        rows = self.conn.execute("SELECT name FROM skipped WHERE snapshot_id = ?", (snapshot_id,))
-        return [r[0] for r in rows]
-
     def skipped_rows(self, snapshot_id: str) -> list[tuple[str, str, str]]:
         """Return ``(name, type, reason)`` of each variable *snapshot_id* could not keep."""
         rows = self.conn.execute(
@@ -519,11 +511,6 @@ class Catalog:
             (environment_id,),
         ).fetchone()
         return None if row is None else {"python_version": row[0], "platform": row[1], "packages": row[2]}
-
-    def package_versions(self, snapshot_id: str) -> dict[str, str]:
-        """Return the installed package versions of the kernel that took *snapshot_id*."""
-        rows = self.conn.execute("SELECT name, version FROM snapshot_packages WHERE snapshot_id = ?", (snapshot_id,))
-        return dict(rows.fetchall())
 
     def artifacts(self, snapshot_id: str, source: str | None = None) -> list[dict[str, Any]]:
         """Return the artifacts of a snapshot (optionally of one *source*), summaries decoded."""
