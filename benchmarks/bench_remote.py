@@ -84,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--gib", type=float, default=1.0)
+    parser.add_argument("--cases", default="big,many", help="which cases to run (default: big,many)")
     args = parser.parse_args()
     if not DVC.exists():
         sys.exit("DVC is not installed for the benchmarks: run `make bench-peers` first")
@@ -99,7 +100,7 @@ def main() -> None:
     env = {**os.environ, "FSSPEC_S3_ENDPOINT_URL": endpoint}
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     try:
-        for case in ("big", "many"):
+        for case in args.cases.split(","):
             results[case] = {"dvc": [], "nbversion": []}
             for i in range(args.runs):
                 order = ("dvc", "nbversion") if i % 2 == 0 else ("nbversion", "dvc")
@@ -123,6 +124,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     sizes = {"big": args.gib * 2**30, "many": 10_000 * 4096}
     for case, label in (("big", f"(a) one {args.gib:g} GiB file"), ("many", "(b) 10,000 files of 4 KiB")):
+        if case not in results:
+            continue
         for step in ("push", "pull"):
             d = statistics.median(r[step] for r in results[case]["dvc"])
             n = statistics.median(r[step] for r in results[case]["nbversion"])

@@ -183,8 +183,18 @@ def listing(store: ObjectStore) -> set[str]:
     return {object_id for object_id, _, _ in store.iter_objects()}
 
 
-#: Objects per fsspec batch call: large enough for concurrency, small enough for progress.
+#: Objects per fsspec batch call (one progress step), and requests in flight within one.
+#: fsspec's default (1,280 in flight) is slower than a few dozen against the servers we
+#: measured: 3,000 4 KiB objects to a localhost S3, 32 in flight: 1.3x the PUTs/s, 1.5x the GETs/s.
 BATCH = 1000
+IN_FLIGHT = 32
+
+
+def _batching(store: ObjectStore) -> dict[str, int]:
+    """fsspec's batch_size for async filesystems (the sync ones take no such argument)."""
+    from fsspec.asyn import AsyncFileSystem
+
+    return {"batch_size": IN_FLIGHT} if isinstance(store.fs, AsyncFileSystem) else {}
 
 
 def _push_batches(
@@ -200,7 +210,7 @@ def _push_batches(
     good = [oid for oid, verdict in zip(todo, verdicts) if verdict is None]
     for start in range(0, len(good), BATCH):
         batch = good[start : start + BATCH]
-        target.fs.put([source.path(oid) for oid in batch], [target.path(oid) for oid in batch])
+        target.fs.put([source.path(oid) for oid in batch], [target.path(oid) for oid in batch], **_batching(target))
         moved = sum(os.path.getsize(source.path(oid)) for oid in batch)
         result.copied += len(batch)
         result.copied_bytes += moved
@@ -225,7 +235,7 @@ def _pull_batches(
         batch = wanted[start : start + BATCH]
         temps = [str(tmp / f"{uuid.uuid4().hex}.pull") for _ in batch]
         try:
-            source.fs.get([source.path(oid) for oid in batch], temps)
+            source.fs.get([source.path(oid) for oid in batch], temps, **_batching(source))
 
             def settle(pair: tuple[str, str]) -> int:
                 object_id, temp = pair
