@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-peers venv clean
+.PHONY: demo test test-full bench bench-peers venv clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Everything, including the slow fault sweeps (1 GiB kill sweep, 4 GB values): ~15 minutes.
+test-full: $(STAMP)
+	$(PY) -m pytest -q -m ''
 
 bench: $(STAMP) bench-peers
 	$(PY) benchmarks/bench_array.py

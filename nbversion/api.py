@@ -6,6 +6,17 @@ Example, from a notebook or a plain script::
     nbversion.snapshot("baseline")           # every user variable
     model = nbversion.load("HEAD", "model")   # one value back, without touching globals
     nbversion.restore("HEAD~1")               # the previous snapshot's variables
+
+Trust. Loading a value stored with a codec that pickles (``pickle``, ``joblib``: models and
+other Python objects) can run any code its bytes name, so such a value is loaded only when
+its object is trusted *on this machine*: this machine made it (a snapshot here pickled it),
+the user loaded it once with ``--trust`` (``trust=True``), or it was fetched from a remote
+the user trusts here (``nbversion remote trust NAME``, by the remote's URL). Anything else —
+fetched from an untrusted remote, or arrived by git or a copy — raises
+:class:`~nbversion.errors.UntrustedPickle` naming the variable, snapshot and remote, and
+nothing is restored. Arrays, DataFrames and plain values never go through pickle and always
+load. These facts live in ``.nbversion/state.db``, never committed; if git tracks that file
+(whoever pushes could have planted it), it is not believed: pickles then need ``--trust``.
 """
 
 from __future__ import annotations
@@ -13,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import keyword
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -23,19 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, codecs
-from . import worktree
+from . import __version__, codecs, credentials
+from . import interrupts, worktree
 from .capture import environment as capture_env
 from .capture import files as capture_files
 from .capture import git_state as capture_git
 from .capture import namespace as capture_ns
 from .capture import notebook as capture_notebook
 from .capture.git_state import GitState
-from .catalog import Artifact, Catalog, Skipped, check_tag_name, merge_catalogs, new_id, read_query, short_id
-from .display import QueryResult, Table, Text, describe, format_bytes, progress, relative_time
-from .errors import CatalogError, MissingObject, NbversionError, RefNotFound, UsageProblem
+from .catalog import Artifact, Catalog, Skipped, StatCache, check_tag_name, merge_catalogs, new_id, read_query, short_id
+from .display import (
+    LINE_LIMIT, QueryResult, Table, Text, describe, format_bytes, printable, printable_text, progress, relative_time,
+)
+from .errors import CatalogError, MissingObject, NbversionError, RefNotFound, UntrustedPickle, UsageProblem
 from . import remote as transfers
-from .project import CATALOG_NAME, DIRNAME, Project
+from .project import CATALOG_NAME, DIRNAME, STATE_NAME, Project
 from .remote import Remotes
 from .store import reporting
 
@@ -50,7 +65,8 @@ _said = {"notebook": False}
 
 @dataclass
 class SnapshotResult:
-    """What :func:`snapshot` recorded. ``str()`` gives the summary line (and any notes)."""
+    """What :func:`snapshot` recorded. ``str()`` gives the summary line (and any warning
+    and notes)."""
 
     id: str
     message: str
@@ -60,6 +76,8 @@ class SnapshotResult:
     tag: str | None = None
     git: GitState | None = None
     notes: list[str] = field(default_factory=list)
+    #: variables left out because they look like credentials (they are in *skipped* too)
+    secrets: list[str] = field(default_factory=list)
 
     @property
     def short_id(self) -> str:
@@ -95,9 +113,16 @@ class SnapshotResult:
             state = "dirty" if self.git.dirty else "clean"
             line += f", git {self.git.commit[:7] if self.git.commit else '(no commit)'} {state}"
         line += f"; {format_bytes(self.new_bytes)} new, {format_bytes(self.reused_bytes)} reused"
-        if self.skipped:
-            line += "; skipped " + ", ".join(f"{s.name} ({s.reason})" for s in self.skipped)
-        return "\n".join([line, *(f"note: {n}" for n in self.notes)])
+        others = [s for s in self.skipped if s.name not in self.secrets]  # the warning names those
+        if others:
+            line += "; skipped " + ", ".join(f"{s.name} ({s.reason})" for s in others)
+        lines = [line]
+        if self.secrets:
+            lines.append(
+                f"warning: not kept, {credentials.REASON}: {', '.join(self.secrets)} "
+                "(allow with [tool.nbversion] allow_secrets)"
+            )
+        return "\n".join([*lines, *(f"note: {n}" for n in self.notes)])
 
 
 @dataclass
@@ -115,12 +140,12 @@ class RestoreResult:
         line = f'restored {_plural(len(self.restored), "variable")}'
         if self.files:
             line += f" and {_plural(len(self.files), 'file')}"
-        line += f' from {short_id(self.id)} "{self.message}"'
+        line += f' from {short_id(self.id)} "{printable(self.message)}"'  # catalog text: anyone's
         if self.restored:
             line += ": " + ", ".join(self.restored)
         if self.removed:
             line += "; removed " + ", ".join(self.removed)
-        return "\n".join([line, *(f"warning: {w}" for w in self.warnings)])
+        return "\n".join([line, *(f"warning: {printable(w, LINE_LIMIT)}" for w in self.warnings)])
 
 
 def snapshot(
@@ -140,6 +165,12 @@ def snapshot(
     diff, small untracked files), the cells the kernel ran in the order it ran them, the
     notebook file when its path is known, the installed packages, and the files tracked by
     ``[tool.nbversion] track`` plus *files*.
+
+    Credentials are not kept: a variable whose name or value looks like one
+    (:func:`nbversion.credentials.why_secret`) is skipped and named in a warning, even when
+    *vars* names it, unless ``[tool.nbversion] allow_secrets`` lists it; secret-shaped
+    literals in the stored cells are redacted; untracked ``.env``, ``id_rsa``, ``*.pem``, ...
+    files are not kept.
 
     :param message: what this snapshot is, for people (required, like a commit message).
     :param namespace: the variables; default: the running IPython shell's, else the caller's
@@ -182,7 +213,7 @@ def snapshot(
         previous = {a["name"]: a for a in catalog.artifacts(parent, "variable")} if parent else {}
         expected = sum(_nbytes(namespace[n]) for n in names)
         with progress("snapshot", expected or None) as moved, reporting(moved):
-            captured = capture_ns.capture(namespace, names, project.store, previous)
+            captured = capture_ns.capture(namespace, names, project.store, previous, config.allow_secrets)
             tracked = capture_files.capture(project.root, project.store, config, cache, list(files))
         git, git_artifacts = capture_git.capture(
             project.root, project.store, config.untracked_max_bytes, skip=tracked.paths
@@ -190,23 +221,27 @@ def snapshot(
         code = capture_notebook.capture(namespace, project.root, project.store, notebook_path)
         environment = capture_env.capture(cache)
         artifacts = [*captured.artifacts, *tracked.artifacts, *git_artifacts, *code]
+        # Pickles this machine made load here without --trust (see "Trust" above).
+        cache.trust_objects((a.object_id for a in captured.artifacts if a.codec in codecs.RUNS_CODE), "made")
         snapshot_id = new_id()
-        checkpointed = catalog.add_snapshot(
-            snapshot_id=snapshot_id,
-            message=message,
-            parent=parent,
-            artifacts=artifacts,
-            metrics=captured.metrics,
-            skipped=captured.skipped,
-            tag=tag,
-            notebook=next((a.path for a in code if a.type == "ipynb"), None),
-            git=git.row(),
-            environment=environment,
-            tree_entries=tracked.tree_entries,
-            nbversion_version=__version__,
-            python_version=environment.python_version,
-        )
-        _session_parent[str(catalog.path)] = snapshot_id
+        with interrupts.deferred():  # the row is committed and remembered as the parent, or neither
+            checkpointed = catalog.add_snapshot(
+                snapshot_id=snapshot_id,
+                message=message,
+                parent=parent,
+                artifacts=artifacts,
+                metrics=captured.metrics,
+                skipped=captured.skipped,
+                tag=tag,
+                notebook=next((a.path for a in code if a.type == "ipynb"), None),
+                git=git.row(),
+                environment=environment,
+                tree_entries=tracked.tree_entries,
+                nbversion_version=__version__,
+                python_version=environment.python_version,
+            )
+            _session_parent[str(catalog.path)] = snapshot_id
+            project.note_wal(checkpointed)
     notes = list(tracked.notes)
     said = "\n".join(notes)
     notes += [
@@ -214,6 +249,8 @@ def snapshot(
         for name in (path.encode("utf-8", "surrogateescape") for path in git.unreadable)
         if repr(name) not in said  # a tracked directory's walk said it already
     ]
+    if git.secret_files:
+        notes.append(f"untracked files that look like credential stores, not kept: {', '.join(git.secret_files)}")
     if not checkpointed:
         notes.append(
             f"another connection is reading {project.catalog_path.name}, so its WAL could not be "
@@ -225,7 +262,9 @@ def snapshot(
             "the notebook file's path is unknown, so only the executed cells are kept; "
             "pass --notebook PATH or set [tool.nbversion] notebook to keep the .ipynb too"
         )
-    return SnapshotResult(snapshot_id, message, artifacts, captured.metrics, captured.skipped, tag, git, notes)
+    return SnapshotResult(
+        snapshot_id, message, artifacts, captured.metrics, captured.skipped, tag, git, notes, captured.secrets
+    )
 
 
 def restore(
@@ -237,6 +276,7 @@ def restore(
     files: bool = True,
     files_only: bool = False,
     force: bool = False,
+    trust: bool = False,
     repo: PathLike | None = None,
 ) -> RestoreResult:
     """Bring back the variables and tracked files of the snapshot *ref* names.
@@ -253,10 +293,14 @@ def restore(
     :param files: restore tracked files too (default).
     :param files_only: restore only the files, no variable.
     :param force: overwrite files even when their current content is in no snapshot.
+    :param trust: load pickled values even when this machine does not trust them (they came
+        from a remote not trusted here, or by git): loading them can run their author's code.
+        Those objects are trusted here from then on.
     :raises RefNotFound: / :raises AmbiguousRef: for a bad ref.
     :raises UsageProblem: a requested variable not in the snapshot, an unsafe path, or a file
         with unsaved work.
     :raises MissingObject: / :raises CorruptObject: when stored bytes are missing or damaged.
+    :raises UntrustedPickle: when a pickled value is not trusted here (see "Trust" above).
     """
     if exact and vars is not None:
         raise UsageProblem("--exact restores a whole snapshot: it cannot be combined with --vars")
@@ -283,47 +327,53 @@ def restore(
                         )
             else:
                 wanted = list(stored)
+        for name in wanted:
+            _check_variable_name(name, snapshot_id)
         file_artifacts = catalog.artifacts(snapshot_id, "file") if ((files and vars is None) or files_only) else []
         _fetch_missing(project, catalog, [stored[n]["object_id"] for n in wanted] + [a["object_id"] for a in file_artifacts if a["object_id"]])
+        _check_trust(project, cache, snapshot_id, [stored[name] for name in wanted], trust)
         total = sum(stored[name]["size"] for name in wanted)
         with progress("restore", total or None) as moved, reporting(moved):
             values = {name: _decode(stored[name], snapshot_id, project) for name in wanted}
         warnings = _library_warnings([stored[name] for name in wanted])
-        changed: list[str] = []
-        if file_artifacts:
-            planned = worktree.plan(catalog, project.store, file_artifacts)
-            _fetch_missing(project, catalog, [p.object_id for p in planned])
-            changed = worktree.restore_files(project.root, catalog, project.store, cache, planned, force=force)
-        if not files_only:
-            removed = []
-            if exact:
-                # Variables the snapshot could not keep are not "absent" from it: keep them.
-                kept = set(stored) | {name for name, _, _ in catalog.skipped_rows(snapshot_id)}
-                removed = [
-                    n
-                    for n in capture_ns.user_variables(namespace, hidden)
-                    if n not in kept and not capture_ns.is_code(namespace[n])
-                ]
-            namespace.update(values)
-            for name in removed:
-                del namespace[name]
-        else:
-            removed = []
-        _session_parent[str(catalog.path)] = snapshot_id
+        planned = worktree.plan(catalog, project.store, file_artifacts) if file_artifacts else []
+        _fetch_missing(project, catalog, [p.object_id for p in planned])
+        removed: list[str] = []
+        if exact:
+            # Variables the snapshot could not keep are not "absent" from it: keep them.
+            kept = set(stored) | {name for name, _, _ in catalog.skipped_rows(snapshot_id)}
+            removed = [
+                n
+                for n in capture_ns.user_variables(namespace, hidden)
+                if n not in kept and not capture_ns.is_code(namespace[n])
+            ]
+        with worktree.stage_files(project.root, catalog, project.store, cache, planned, force=force) as staged:
+            # Everything is loaded and verified: now change files and variables together,
+            # with Ctrl-C held back until both are done.
+            with interrupts.deferred():
+                changed = staged.commit()
+                if not files_only:
+                    namespace.update(values)
+                    for name in removed:
+                        del namespace[name]
+                _session_parent[str(catalog.path)] = snapshot_id
     return RestoreResult(snapshot_id, record["message"], wanted, removed, changed, warnings)
 
 
-def load(ref: str, name: str, *, repo: PathLike | None = None) -> Any:
+def load(ref: str, name: str, *, trust: bool = False, repo: PathLike | None = None) -> Any:
     """Return the value variable *name* had in snapshot *ref*, verified, without assigning it.
 
+    :param trust: load it even if it is a pickle this machine does not trust (see :func:`restore`).
     :raises UsageProblem: when the snapshot has no such variable.
+    :raises UntrustedPickle: when it is a pickle not trusted here (see "Trust" above).
     """
     project = Project.find(repo)
-    with _open_existing(project, ref) as catalog:
+    with _open_existing(project, ref) as catalog, project.stat_cache() as cache:
         snapshot_id = catalog.resolve(ref)
         for artifact in catalog.artifacts(snapshot_id, "variable"):
             if artifact["name"] == name:
                 _fetch_missing(project, catalog, [artifact["object_id"]])
+                _check_trust(project, cache, snapshot_id, [artifact], trust)
                 return _decode(artifact, snapshot_id, project)
     raise UsageProblem(f"variable {name!r} is not in snapshot {short_id(snapshot_id)}")
 
@@ -348,6 +398,59 @@ def log(n: int | None = 20, *, repo: PathLike | None = None) -> Table:
         ],
         empty=f"no snapshots yet in {project.root}",
     )
+
+
+def _check_trust(
+    project: Project, cache: StatCache, snapshot_id: str, artifacts: list[dict[str, Any]], trust: bool
+) -> None:
+    """Refuse, before anything is loaded, a pickled artifact this machine does not trust.
+
+    With *trust*, trust them all from now on instead.
+
+    :raises UntrustedPickle: naming the first such variable, where it came from, and how to allow it.
+    """
+    risky = [a for a in artifacts if a["codec"] in codecs.RUNS_CODE]
+    if not risky:
+        return
+    if trust:
+        cache.trust_objects((a["object_id"] for a in risky), "trusted")
+        return
+    remotes = Remotes.load(project.dir)
+    trusted_urls = cache.trusted_remotes()
+    for artifact in risky:
+        what = f"variable {artifact['name']!r} of snapshot {short_id(snapshot_id)} is a pickle"
+        risk = "loading it can run code: restore with --trust if you trust who made it"
+        origin = cache.fetched_from(artifact["object_id"])
+        if cache.is_trusted_object(artifact["object_id"]) or (origin is not None and origin[1] in trusted_urls):
+            continue
+        if origin is None:
+            raise UntrustedPickle(f"{what} that was neither made on this machine nor fetched from a remote; {risk}")
+        name, url = origin
+        if name in remotes.urls and remotes.location(name, project.root) == url:
+            raise UntrustedPickle(f"{what} from remote {name!r}; {risk}, or nbversion remote trust {name}")
+        raise UntrustedPickle(f"{what} fetched from {url} (then remote {name!r}); {risk}")
+    if _tracked_by_git(project, cache.path):
+        # Trust recorded in a file anyone who pushes could have written is no trust at all.
+        raise UntrustedPickle(
+            f"variable {risky[0]['name']!r} of snapshot {short_id(snapshot_id)} is a pickle, and "
+            f"{cache.path.relative_to(project.root)}, which records what this machine trusts, is tracked by git "
+            "(anyone who pushes could have planted it): delete it and git rm --cached it, then restore "
+            "with --trust if you trust who made the pickle"
+        )
+
+
+def _tracked_by_git(project: Project, path: Path) -> bool:
+    """Whether git tracks *path*: then a checkout, not this machine, may have written it."""
+    if not (project.root / ".git").exists():
+        return False
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--", str(path.relative_to(project.root))],
+            cwd=project.root, capture_output=True, check=False,
+        )
+    except OSError:  # no git here: no git checkout wrote it either
+        return False
+    return bool(listed.stdout)
 
 
 def _decode(artifact: dict[str, Any], snapshot_id: str, project: Project) -> Any:
@@ -534,13 +637,55 @@ def remote_remove(name: str, *, repo: PathLike | None = None) -> Text:
 
 
 def remote_list(*, repo: PathLike | None = None) -> Table:
-    """The configured remotes."""
-    remotes = Remotes.load(Project.find(repo).dir)
+    """The configured remotes, and whether this machine trusts their pickles."""
+    project = Project.find(repo)
+    remotes = Remotes.load(project.dir)
+    trusted: dict[str, str] = {}
+    if (project.dir / STATE_NAME).exists():  # a listing creates nothing
+        with project.stat_cache() as cache:
+            trusted = cache.trusted_remotes()
+
+    def trust(name: str) -> str:
+        if remotes.location(name, project.root) in trusted:
+            return "yes"
+        return "no: its URL changed since" if name in trusted.values() else ""
+
     return Table(
-        ["name", "url", "default"],
-        [[name, url, "*" if name == remotes.default else ""] for name, url in remotes.urls.items()],
+        ["name", "url", "default", "trusted"],
+        [[name, url, "*" if name == remotes.default else "", trust(name)] for name, url in remotes.urls.items()],
         empty="no remotes: nbversion remote add NAME URL",
     )
+
+
+def remote_trust(name: str, *, repo: PathLike | None = None) -> Text:
+    """Trust remote *name* on this machine: pickled values (models, ...) fetched from it load
+    without ``--trust``. Only do so if you trust everyone who can write to it.
+
+    The trust is kept in ``.nbversion/state.db`` (never committed) for the remote's current
+    URL: if the committed ``remotes.json`` later points *name* elsewhere, that is not trusted.
+
+    :raises UsageProblem: when there is no such remote, or git tracks ``state.db``.
+    """
+    project = Project.find(repo)
+    url = Remotes.load(project.dir).location(name, project.root)
+    with project.stat_cache() as cache:
+        if _tracked_by_git(project, cache.path):
+            raise UsageProblem(
+                f"{cache.path.relative_to(project.root)} is tracked by git, so what it trusts could have been "
+                "planted by anyone who pushes: delete it and git rm --cached it first"
+            )
+        cache.trust_remote(name, url)
+    return Text(f"remote {name} ({url}) is trusted on this machine: pickles fetched from it load without --trust")
+
+
+def remote_untrust(name: str, *, repo: PathLike | None = None) -> Text:
+    """Stop trusting remote *name* on this machine (its pickles need ``--trust`` again)."""
+    project = Project.find(repo)
+    remotes = Remotes.load(project.dir)
+    url = remotes.location(name, project.root) if name in remotes.urls else None
+    with project.stat_cache() as cache:
+        was = cache.untrust_remote(name, url)
+    return Text(f"remote {name} is no longer trusted on this machine" if was else f"remote {name} was not trusted")
 
 
 def push(refs: Iterable[str] = (), *, remote: str | None = None, repo: PathLike | None = None) -> Text:
@@ -601,7 +746,8 @@ def status(*, remote: str | None = None, repo: PathLike | None = None) -> Text:
 def _fetch(project: Project, catalog: Catalog, snapshot_ids: list[str] | None, remote: str | None) -> transfers.Transfer:
     """Bring the objects the snapshots need from the remote: their artifacts, then the
     files their directory manifests list."""
-    source = Remotes.load(project.dir).store(remote, project.root)
+    remotes = Remotes.load(project.dir)
+    source = remotes.store(remote, project.root)
     total = transfers.Transfer()
     for _ in range(2):  # the manifests first, then what they list
         wanted = catalog.referenced_objects(snapshot_ids)
@@ -610,6 +756,7 @@ def _fetch(project: Project, catalog: Catalog, snapshot_ids: list[str] | None, r
             break
         with progress("pull", sum(lacking.values()) or None) as moved:
             result = transfers.transfer(source, project.store, lacking, present=(), progress=moved)
+        _record_fetched(project, remotes, remote, result)
         total.copied += result.copied
         total.copied_bytes += result.copied_bytes
         total.missing = result.missing
@@ -630,8 +777,21 @@ def _fetch_missing(project: Project, catalog: Catalog, object_ids: Iterable[str]
     source = remotes.store(None, project.root)
     with progress("fetch", None) as moved:
         result = transfers.transfer(source, project.store, dict.fromkeys(lacking, 0), present=(), progress=moved)
+    _record_fetched(project, remotes, None, result)
     if result.missing:
         raise MissingObject(f"object {result.missing[0]} is missing here and on remote {remotes.default}")
+
+
+def _record_fetched(project: Project, remotes: Remotes, name: str | None, result: transfers.Transfer) -> None:
+    """Remember where the objects a pull brought came from: their pickles are not trusted
+    unless that remote is (see "Trust" above)."""
+    if not result.copied_ids:
+        return
+    name = name or remotes.default
+    if name is None:  # cannot happen: remotes.store() refused before anything was copied
+        return
+    with project.stat_cache() as cache:
+        cache.record_fetched(result.copied_ids, name, remotes.location(name, project.root))
 
 
 def show(ref: str, *, patch: bool = False, repo: PathLike | None = None) -> Text:
@@ -680,8 +840,14 @@ def show(ref: str, *, patch: bool = False, repo: PathLike | None = None) -> Text
         if diff is None:
             lines.append("(no uncommitted changes were recorded)")
         else:
-            lines.append(project.store.read_bytes(diff["object_id"]).decode(errors="replace").rstrip("\n"))
-    return Text("\n".join(lines))
+            patch_text = project.store.read_bytes(diff["object_id"]).decode(errors="replace").rstrip("\n")
+            return Text("\n".join([*_printable_lines(lines), printable_text(patch_text)]))
+    return Text("\n".join(_printable_lines(lines)))
+
+
+def _printable_lines(lines: list[str]) -> list[str]:
+    """Report lines that quote catalog text, each escaped and cut short (see :func:`printable`)."""
+    return [printable(line, LINE_LIMIT) for line in lines]
 
 
 def diff(a: str, b: str, *, repo: PathLike | None = None) -> Text:
@@ -737,7 +903,7 @@ def diff(a: str, b: str, *, repo: PathLike | None = None) -> Text:
                 cells_a, cells_b, f"cells@{short_id(id_a)}", f"cells@{short_id(id_b)}", n=1
             )
         ]
-    return Text("\n".join(lines))
+    return Text("\n".join(_printable_lines(lines)))
 
 
 def checkout_code(ref: str, directory: PathLike, *, repo: PathLike | None = None) -> Text:
@@ -757,9 +923,14 @@ def checkout_code(ref: str, directory: PathLike, *, repo: PathLike | None = None
         code = {a["name"]: a for a in catalog.artifacts(snapshot_id, "git")}
     patch = code.get(capture_git.DIFF_NAME)
     untracked = [a for a in code.values() if a["name"].startswith(capture_git.UNTRACKED_PREFIX)]
-    # Load and verify everything before making the directory.
+    commit = record["git_commit"]
+    if commit is not None and not _COMMIT_RE.match(str(commit)):  # it becomes a git argument
+        raise UsageProblem(f"snapshot {short_id(snapshot_id)}: {commit!r} is not a commit id")
+    # Load and verify everything, and refuse any unsafe path, before making the directory.
     patch_bytes = project.store.read_bytes(patch["object_id"]) if patch else b""
     files = {a["path"]: project.store.read_bytes(a["object_id"]) for a in untracked if a["object_id"]}
+    for path in files:
+        worktree.safe_target(target, path)
     missing = [a["path"] for a in untracked if not a["object_id"]]
     capture_git.materialize(project.root, record["git_commit"], target, patch_bytes)
     for path, data in files.items():
@@ -771,8 +942,8 @@ def checkout_code(ref: str, directory: PathLike, *, repo: PathLike | None = None
     line += ", uncommitted diff applied" if patch else ", no uncommitted diff"
     line += f", {_plural(len(files), 'untracked file')}"
     if missing:
-        line += f" ({_plural(len(missing), 'file')} over the size cap not kept: {', '.join(missing[:5])})"
-    return Text(line)
+        line += f" ({_plural(len(missing), 'file')} over the size cap not kept: {', '.join(map(str, missing[:5]))})"
+    return Text(printable(line, LINE_LIMIT))
 
 
 def _changes(
@@ -812,9 +983,12 @@ def _cells_text(project: Project, artifact: dict[str, Any] | None) -> list[str]:
         return []
     cells = json.loads(project.store.read_bytes(artifact["object_id"]))
     lines = []
-    for cell in cells:
-        lines.append(f"# [{cell['execution_count']}]\n")
-        lines += [line + "\n" for line in cell["source"].splitlines()]
+    try:
+        for cell in cells:
+            lines.append(f"# [{cell['execution_count']}]\n")
+            lines += [line + "\n" for line in cell["source"].splitlines()]
+    except (AttributeError, KeyError, TypeError):  # not cells: a catalog edited by hand
+        return ["(unreadable cells)\n"]
     return lines
 
 
@@ -829,8 +1003,8 @@ def _library_warnings(artifacts: list[dict[str, Any]]) -> list[str]:
     warnings = []
     for artifact in artifacts:
         saved = artifact["summary"].get("library")
-        if artifact["codec"] != "joblib" or not saved:
-            continue
+        if artifact["codec"] != "joblib" or not isinstance(saved, dict) or not {"module", "name", "version"} <= saved.keys():
+            continue  # nothing said, or not what nbversion writes
         now = capture_env.library_of(saved["module"])
         if now is not None and now["version"] != saved["version"]:
             warnings.append(
@@ -838,6 +1012,23 @@ def _library_warnings(artifacts: list[dict[str, Any]]) -> list[str]:
                 f"this kernel has {now['version']}"
             )
     return warnings
+
+
+#: A full git commit id (SHA-1 or SHA-256).
+_COMMIT_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+def _check_variable_name(name: Any, snapshot_id: str) -> None:
+    """Refuse a stored variable name no notebook variable has (a catalog edited by hand):
+    restoring it would shadow Python's or IPython's own names, or be unreachable."""
+    if (
+        not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name)
+        or (name.startswith("__") and name.endswith("__")) or name in capture_ns.IPYTHON_NAMES
+    ):
+        raise UsageProblem(
+            f"refusing to restore variable {name!r} of snapshot {short_id(snapshot_id)}: "
+            "not a name a notebook variable has"
+        )
 
 
 def _open_existing(project: Project, ref: str) -> Catalog:

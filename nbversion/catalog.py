@@ -23,8 +23,8 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -131,6 +131,55 @@ class Skipped:
     reason: str
 
 
+#: SQLite result codes that mean "may not write here" rather than "not a database":
+#: SQLITE_PERM, SQLITE_READONLY (and its extended codes), SQLITE_CANTOPEN.
+_NOT_WRITABLE = frozenset({3, 8, 14})
+
+
+def _unusable(path: Path, what: str, exc: sqlite3.Error) -> str:
+    """The one-line reason the catalog at *path* cannot be used."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _NOT_WRITABLE:
+        return f"catalog {path} cannot be written ({exc}): is {path.parent} or the file read-only?"
+    return f"catalog {path} {what}: {exc}"
+
+
+def _create(path: Path) -> None:
+    """Make a missing catalog whole beside *path*, then link it into place.
+
+    So a catalog nbversion made is never seen empty or half made by another process, and an
+    empty file at *path* is never ours to fill: it is refused, and left as it is.
+    """
+    if path.exists():
+        return
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new")
+    try:
+        conn = sqlite3.connect(temp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrations.migrate(conn, str(path))
+        finally:
+            conn.close()  # the last connection folds the WAL in: the file is complete
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        except OSError:
+            pass  # no hard links on this file system: SQLite creates it in place instead
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            with suppress(FileNotFoundError):
+                os.unlink(f"{temp}{suffix}")
+
+
+def _summary(text: Any) -> dict[str, Any]:
+    """An artifact's summary, or ``{}`` when the column does not hold a JSON object."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 class Catalog:
     """An open catalog file. Use :meth:`open` and close it (it is a context manager).
 
@@ -142,6 +191,11 @@ class Catalog:
         self.path = Path(path)
         self.readonly = readonly
         try:
+            if self.path.exists() and self.path.stat().st_size == 0:  # never one of ours: see _create
+                raise CatalogError(
+                    f"catalog {self.path} is an empty file, not an nbversion catalog: "
+                    "restore it from git, or remove it to start a new one"
+                )
             if readonly:
                 if not self.path.exists():
                     raise CatalogError(f"catalog {self.path} does not exist")
@@ -150,12 +204,13 @@ class Catalog:
                     timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False,
                 )
             else:
+                _create(self.path)
                 conn = sqlite3.connect(
                     self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS,
                     check_same_thread=False,
                 )
         except sqlite3.Error as exc:
-            raise CatalogError(f"catalog {self.path} cannot be opened: {exc}") from None
+            raise CatalogError(_unusable(self.path, "cannot be opened", exc)) from None
         self.conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
@@ -163,13 +218,15 @@ class Catalog:
             if readonly:
                 migrations.check_version(conn, str(self.path))
             else:
+                # Before anything writes (even the journal mode): a newer catalog stays as it is.
+                migrations.check_version(conn, str(self.path))
                 if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
                     raise CatalogError(f"catalog {self.path} cannot be put in WAL mode")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 migrations.migrate(conn, str(self.path))
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise CatalogError(f"catalog {self.path} is not a usable SQLite database: {exc}") from None
+            raise CatalogError(_unusable(self.path, "is not a usable SQLite database", exc)) from None
         except BaseException:
             conn.close()
             raise
@@ -521,7 +578,7 @@ class Catalog:
             params.append(source)
         rows = self._query(sql + " ORDER BY source, name", params)
         for row in rows:
-            row["summary"] = json.loads(row["summary"])
+            row["summary"] = _summary(row["summary"])
         return rows
 
     def log(self, limit: int | None = 20) -> list[dict[str, Any]]:
@@ -670,13 +727,33 @@ _STAT_TABLE = (
 )
 
 
+# Trust in pickles (see nbversion.api's "Trust" section): machine-local, never committed.
+_TRUST_TABLES = (
+    # Pickled objects this machine may load: it made them, or the user restored them with --trust.
+    "CREATE TABLE IF NOT EXISTS trusted_objects (object_id TEXT PRIMARY KEY, reason TEXT NOT NULL, at TEXT NOT NULL)",
+    # Where each object that came from a remote came from (the first time it came).
+    (
+        "CREATE TABLE IF NOT EXISTS fetched (object_id TEXT PRIMARY KEY, remote TEXT NOT NULL, url TEXT NOT NULL,"
+        " fetched_at TEXT NOT NULL)"
+    ),
+    # Remotes whose pickles load without --trust, by URL: a committed remotes.json that points
+    # a trusted name somewhere else does not carry the trust along.
+    "CREATE TABLE IF NOT EXISTS trusted_remotes (url TEXT PRIMARY KEY, name TEXT NOT NULL, trusted_at TEXT NOT NULL)",
+)
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 class StatCache:
     """What each file's bytes hashed to, keyed by the file's ``stat``, like DVC's state db.
 
     An unchanged file (same inode, size and modification time) then costs a ``stat``, not a
-    re-hash. It also remembers small machine-local facts between processes (:meth:`recall`).
-    It is machine-local, so it lives beside the catalog in ``state.db``, which git ignores.
-    Losing it only costs re-hashing.
+    re-hash. It also remembers small machine-local facts between processes (:meth:`recall`),
+    and which pickled objects this machine trusts (:meth:`trust_objects`, :meth:`record_fetched`,
+    :meth:`trust_remote`). It is machine-local, so it lives beside the catalog in ``state.db``,
+    which git ignores. Losing it costs re-hashing, and a ``--trust`` for pickles loaded again.
 
     :param path: the cache file, created when missing.
     """
@@ -693,6 +770,8 @@ class StatCache:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
             self.conn.execute(_STAT_TABLE)
         self.conn.execute("CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for table in _TRUST_TABLES:
+            self.conn.execute(table)
         self._rows: dict[str, tuple[int, int, int, int, str]] | None = None
         self._pending: dict[str, tuple[int, int, int, int, str]] = {}
 
@@ -704,6 +783,49 @@ class StatCache:
     def remember(self, key: str, value: Any) -> None:
         """Remember a JSON-able *value* under *key* (for the next process on this machine)."""
         self.conn.execute("INSERT OR REPLACE INTO memo (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def trust_objects(self, object_ids: Iterable[str], reason: str) -> None:
+        """Record that these pickled objects may be loaded on this machine.
+
+        :param reason: ``made`` (this machine pickled them) or ``trusted`` (restored with ``--trust``).
+        """
+        at = _utc_now()
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO trusted_objects (object_id, reason, at) VALUES (?, ?, ?)",
+            [(object_id, reason, at) for object_id in object_ids],
+        )
+
+    def is_trusted_object(self, object_id: str) -> bool:
+        """Whether :meth:`trust_objects` recorded *object_id*."""
+        return self.conn.execute("SELECT 1 FROM trusted_objects WHERE object_id = ?", (object_id,)).fetchone() is not None
+
+    def record_fetched(self, object_ids: Iterable[str], remote: str, url: str) -> None:
+        """Record that these objects came from remote *remote* at *url* (kept: the first origin)."""
+        at = _utc_now()
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO fetched (object_id, remote, url, fetched_at) VALUES (?, ?, ?, ?)",
+            [(object_id, remote, url, at) for object_id in object_ids],
+        )
+
+    def fetched_from(self, object_id: str) -> tuple[str, str] | None:
+        """The ``(remote name, URL)`` *object_id* was fetched from, or ``None``."""
+        row = self.conn.execute("SELECT remote, url FROM fetched WHERE object_id = ?", (object_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def trust_remote(self, name: str, url: str) -> None:
+        """Trust the pickles fetched from *url* (remote *name*) on this machine."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO trusted_remotes (url, name, trusted_at) VALUES (?, ?, ?)", (url, name, _utc_now())
+        )
+
+    def untrust_remote(self, name: str, url: str | None) -> bool:
+        """Stop trusting remote *name* and its *url*; return whether anything was trusted."""
+        cursor = self.conn.execute("DELETE FROM trusted_remotes WHERE name = ? OR url = ?", (name, url))
+        return cursor.rowcount > 0
+
+    def trusted_remotes(self) -> dict[str, str]:
+        """The trusted remotes' URLs, each with the name it had when trusted."""
+        return dict(self.conn.execute("SELECT url, name FROM trusted_remotes").fetchall())
 
     def lookup(self, path: str, stat: os.stat_result) -> str | None:
         """Return the object id of *path* if its stat is the one recorded with it."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, api
-from .display import Text
+from .display import LINE_LIMIT, Text, printable
 from .errors import NbversionError, UsageProblem
 
 
@@ -42,7 +42,7 @@ def add_snapshot_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
-    """``%restore REF [--vars a b] [--exact] [--no-files | --files-only] [--force]``."""
+    """``%restore REF [--vars a b] [--exact] [--no-files | --files-only] [--force] [--trust]``."""
     parser.add_argument("ref", help="HEAD, HEAD~N, a tag, or an id prefix (4+ characters)")
     parser.add_argument("--vars", nargs="+", metavar="NAME", help="only these variables (no files)")
     parser.add_argument(
@@ -53,6 +53,11 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--no-files", action="store_true", help="restore variables only, not tracked files")
     files.add_argument("--files-only", action="store_true", help="restore tracked files only, not variables")
     add_force_argument(parser)
+    parser.add_argument(
+        "--trust", action="store_true",
+        help="load pickled values (models, ...) this machine did not make and whose remote it does not "
+        "trust; loading a pickle can run its author's code",
+    )
 
 
 def add_force_argument(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +120,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
-    """``nbversion remote add NAME URL [--default] | list | remove NAME``."""
+    """``nbversion remote add NAME URL [--default] | list | remove NAME | trust NAME | untrust NAME``."""
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     add = actions.add_parser("add", help="add a remote: any fsspec URL or a directory")
@@ -125,6 +130,12 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("list", help="list the remotes")
     remove = actions.add_parser("remove", help="forget a remote (its bytes stay)")
     remove.add_argument("name")
+    trust = actions.add_parser(
+        "trust", help="on this machine, load pickles fetched from this remote without --trust (they can run code)"
+    )
+    trust.add_argument("name")
+    untrust = actions.add_parser("untrust", help="stop trusting a remote's pickles on this machine")
+    untrust.add_argument("name")
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> None:
@@ -195,6 +206,10 @@ def _remote(args: argparse.Namespace) -> Any:
         return api.remote_add(args.name, args.url, default=args.default)
     if args.action == "remove":
         return api.remote_remove(args.name)
+    if args.action == "trust":
+        return api.remote_trust(args.name)
+    if args.action == "untrust":
+        return api.remote_untrust(args.name)
     return api.remote_list()
 
 
@@ -256,7 +271,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "sql": ("run a read-only SQL query on the catalog", add_sql_arguments, _sql),
     "init": ("set up .nbversion/ and the git merge driver for the catalog", add_init_arguments, lambda a: api.init()),
     "merge": ("union two catalogs (git's merge driver; also by hand)", add_merge_arguments, lambda a: api.merge(a.ours, a.theirs)),
-    "remote": ("add, list or remove remotes (where objects are shared)", add_remote_arguments, _remote),
+    "remote": ("add, list, remove or trust remotes (where objects are shared)", add_remote_arguments, _remote),
     "push": ("upload objects the remote lacks", add_push_arguments, lambda a: api.push(a.refs, remote=a.remote)),
     "pull": (
         "download what restoring needs from the remote", add_pull_arguments,
@@ -300,18 +315,22 @@ def run(argv: Sequence[str], prog: str = "nbversion") -> Any:
     return VERBS[args.verb][2](args)
 
 
+def error_line(exc: BaseException) -> str:
+    """The one line that says what went wrong: nbversion's own message, or the machine's with
+    its kind (``PermissionError: ...``); escaped and cut short, as it may quote catalog text."""
+    text = str(exc) if isinstance(exc, NbversionError) else f"{type(exc).__name__}: {exc}"
+    return printable(text, LINE_LIMIT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``nbversion`` console script: one line on error, exit code 1 (2 for usage)."""
     try:
         result = run(sys.argv[1:] if argv is None else argv)
     except UsageProblem as exc:
-        print(f"nbversion: error: {exc}", file=sys.stderr)
+        print(f"nbversion: error: {error_line(exc)}", file=sys.stderr)
         return 2
-    except NbversionError as exc:
-        print(f"nbversion: error: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, sqlite3.Error) as exc:
-        print(f"nbversion: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except (NbversionError, OSError, sqlite3.Error) as exc:
+        print(f"nbversion: error: {error_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("nbversion: interrupted", file=sys.stderr)

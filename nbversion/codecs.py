@@ -13,6 +13,13 @@ codec      used for                                               on restore
 
 Large arrays are streamed from their own buffer into the store: no serialized copy is ever
 held in memory, and an array that did not change costs one hash and no write.
+
+Loading a ``pickle`` or ``joblib`` value can run any code its bytes name (``__reduce__``), so
+these two codecs are :data:`RUNS_CODE`: :func:`decode` loads them, but :mod:`nbversion.api`
+first checks that the object is trusted (made on this machine, restored with ``--trust``, or
+fetched from a remote trusted on this machine). The other codecs never unpickle: ``npy``
+refuses an array of Python objects (which only a pickle can hold), ``arrow`` needs a pyarrow
+that does not unpickle extension types, ``json`` and ``source`` are text.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import io
 import json
 import linecache
 import pickle
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +40,9 @@ from .store import CHUNK_SIZE, ObjectStore, PutResult
 
 #: Containers up to this many elements are checked for the JSON codec; bigger ones pickle.
 JSON_MAX_ITEMS = 10_000
+
+#: The codecs whose loading can run code the bytes name: only trusted objects are loaded.
+RUNS_CODE = frozenset({"pickle", "joblib"})
 
 
 def type_name(value: Any) -> str:
@@ -144,6 +155,7 @@ def decode(codec: str, object_id: str, store: ObjectStore) -> Any:
         if codec == "arrow":
             import pyarrow as pa
 
+            _check_safe_pyarrow(pa.__version__)
             return pa.ipc.open_file(pa.py_buffer(data)).read_all().to_pandas()
         if codec == "joblib":
             import joblib
@@ -233,6 +245,12 @@ def _read_npy(store: ObjectStore, object_id: str) -> Any:
             shape, fortran, dtype = read_header(reader, max_header_size=sys.maxsize)
         except ValueError as exc:
             raise CorruptObject(f"object {object_id} is not a valid .npy file: {exc}") from None
+        if dtype.hasobject:
+            # Python objects in a .npy file are a pickle; the npy codec never writes one.
+            raise DecodeError(
+                f"object {object_id} is an .npy file of Python objects (a pickle, which can run code): "
+                "not loaded, the npy codec never stores one"
+            )
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
         if array.nbytes:
             view = _byte_view(array.T if fortran else array)
@@ -243,6 +261,16 @@ def _read_npy(store: ObjectStore, object_id: str) -> Any:
 
 
 # -- arrow ----------------------------------------------------------------------------------
+
+
+def _check_safe_pyarrow(version: str) -> None:
+    """Refuse a pyarrow that unpickles extension types found in a file (CVE-2023-47248)."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    release = tuple(int(part or 0) for part in match.groups()) if match else (0, 0, 0)
+    if release < (14, 0, 1):
+        raise DecodeError(
+            f"pyarrow {version} can run code hidden in an Arrow file (CVE-2023-47248): upgrade to 14.0.1 or newer"
+        )
 
 _ARROW_KINDS = set("biufmM")
 

@@ -8,6 +8,7 @@ Example::
     notebook = "analysis.ipynb"           # when the kernel cannot tell its notebook's path
     data_extensions = [".csv", ".parquet", ".json", ".npy", ".feather", ".tsv", ".txt"]
     model_extensions = [".pkl", ".joblib", ".pt", ".pth", ".onnx", ".safetensors", ".h5", ".keras"]
+    allow_secrets = ["api_token"]         # keep these variables although they look like credentials
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Config:
     notebook: str | None = None
     data_extensions: list[str] = field(default_factory=lambda: list(DATA_EXTENSIONS))
     model_extensions: list[str] = field(default_factory=lambda: list(MODEL_EXTENSIONS))
+    allow_secrets: list[str] = field(default_factory=list)
 
     def kind_of_file(self, path: str) -> str:
         """Return ``data``, ``model`` or ``other`` for a file, by its extension or directory."""

@@ -3,11 +3,45 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
+
+#: A table cell or one-line value shows at most this many characters of catalog text.
+CELL_LIMIT = 200
+#: A line of a report (``show``, ``diff``, an error) shows at most this many characters.
+LINE_LIMIT = 2000
+
+# What a terminal would obey rather than show: C0 and C1 controls (ESC, CSI, BEL, CR, NUL,
+# newline, tab), DEL, and the bidirectional overrides that reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object, limit: int | None = CELL_LIMIT) -> str:
+    """Return *value* as one line safe for a terminal: control characters and escape
+    sequences shown escaped (``\\x1b``, ``\\n``), at most *limit* characters of it kept.
+
+    Catalog text can come from anyone (a committed catalog, edited with any SQLite tool), so
+    everything nbversion prints from it goes through here.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+def printable_text(text: str) -> str:
+    """Return multi-line *text* (a stored patch, cells) with its line breaks and tabs kept and
+    every other control character escaped, as :func:`printable` does."""
+    return _UNPRINTABLE_IN_TEXT.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
 
 
 def format_bytes(size: int | float | None) -> str:
@@ -24,7 +58,10 @@ def format_bytes(size: int | float | None) -> str:
 
 def relative_time(when: str | datetime, now: datetime | None = None) -> str:
     """Return how long ago *when* (an ISO 8601 time) was: ``just now``, ``5 minutes ago``."""
-    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    try:
+        moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    except (TypeError, ValueError):  # not a time: a catalog edited by hand
+        return printable(when)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
@@ -52,8 +89,8 @@ class Table:
     """
 
     def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "(no rows)") -> None:
-        self.columns = list(columns)
-        self.rows = [["" if v is None else str(v) for v in row] for row in rows]
+        self.columns = [printable(c) for c in columns]
+        self.rows = [["" if v is None else printable(v) for v in row] for row in rows]
         self.empty = empty
 
     def __len__(self) -> int:
@@ -96,7 +133,18 @@ class Text(str):
 
 
 def describe(summary: dict[str, Any]) -> str:
-    """One short line from an artifact's summary: ``shape [300, 4] float64``, ``12 files``."""
+    """One short line from an artifact's summary: ``shape [300, 4] float64``, ``12 files``.
+
+    A summary that is not what nbversion writes (a catalog edited by hand) says so, and a
+    long one is cut short: it never fails, and never prints megabytes.
+    """
+    try:
+        return printable(_describe(summary))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return "(unreadable summary)"
+
+
+def _describe(summary: dict[str, Any]) -> str:
     parts = []
     if "shape" in summary:
         parts.append("shape " + "x".join(str(d) for d in summary["shape"]))

@@ -55,5 +55,11 @@ class DecodeError(NbversionError):
     """Verified bytes could not be turned back into a value (e.g. its class is not defined)."""
 
 
+class UntrustedPickle(DecodeError):
+    """A value stored as a pickle (which runs code when loaded) did not come from a source
+    this machine trusts: it was not made here, restored with ``--trust``, or fetched from a
+    remote trusted with ``nbversion remote trust``. Nothing was loaded."""
+
+
 class EncodeError(NbversionError):
     """A value could not be serialized; the snapshot skips it and names it."""

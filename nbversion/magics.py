@@ -56,10 +56,8 @@ def _one_line_errors() -> Iterator[None]:
     """Turn nbversion's errors into the one-line ``UsageError`` IPython shows plainly."""
     try:
         yield
-    except NbversionError as exc:
-        raise UsageError(str(exc)) from None
-    except (OSError, sqlite3.Error) as exc:  # the machine's trouble, not a bug: say it in one line
-        raise UsageError(f"{type(exc).__name__}: {exc}") from None
+    except (NbversionError, OSError, sqlite3.Error) as exc:  # OSError: the machine's trouble, not a bug
+        raise UsageError(cli.error_line(exc)) from None
 
 
 def _split(prog: str, line: str) -> list[str]:
@@ -146,7 +144,7 @@ class NbversionMagics(Magics):
         print(
             api.restore(
                 args.ref, self.shell.user_ns, vars=args.vars, exact=args.exact,
-                files=not args.no_files, files_only=args.files_only, force=args.force,
+                files=not args.no_files, files_only=args.files_only, force=args.force, trust=args.trust,
             )
         )
 

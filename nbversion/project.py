@@ -8,6 +8,8 @@ The root is the git work tree that contains the current directory, else that dir
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 from . import config
@@ -19,6 +21,9 @@ DIRNAME = ".nbversion"
 CATALOG_NAME = "catalog.db"
 OBJECTS_NAME = "objects"
 STATE_NAME = "state.db"
+#: While snapshots wait in the WAL (a reader kept the checkpoint from folding them in), which
+#: catalog file (inode) they belong to.
+WAL_OWNER_NAME = f"{CATALOG_NAME}-wal-owner"
 
 #: Kept in ``.nbversion/.gitignore``: the catalog is committed, the bytes and SQLite's
 #: transient files are not.
@@ -29,6 +34,9 @@ GITIGNORE = f"""\
 /{CATALOG_NAME}-wal
 /{CATALOG_NAME}-shm
 /{CATALOG_NAME}-journal
+/{WAL_OWNER_NAME}
+/{CATALOG_NAME}-wal.replaced-*
+/.{CATALOG_NAME}.*.new
 /{STATE_NAME}
 /{STATE_NAME}-wal
 /{STATE_NAME}-shm
@@ -92,4 +100,44 @@ class Project:
     def open_catalog(self) -> Catalog:
         """Open the catalog, creating ``.nbversion/`` and its ``.gitignore`` if needed."""
         self._ensure_dir()
+        self._set_aside_foreign_wal()
         return Catalog.open(self.catalog_path)
+
+    def note_wal(self, folded: bool) -> None:
+        """After writing the catalog: if its WAL could not be folded into the file (another
+        connection was reading), remember which file those pending snapshots belong to."""
+        owner = self.dir / WAL_OWNER_NAME
+        if folded:
+            owner.unlink(missing_ok=True)
+        else:
+            owner.write_text(str(self.catalog_path.stat().st_ino))
+
+    def _set_aside_foreign_wal(self) -> None:
+        """If git replaced ``catalog.db`` (checkout, pull, stash) while snapshots of the old
+        file still waited in the WAL, SQLite would replay them into the new file: move that
+        WAL aside instead, and say so."""
+        owner = self.dir / WAL_OWNER_NAME
+        try:
+            recorded = int(owner.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        wal = self.dir / f"{CATALOG_NAME}-wal"
+        try:
+            inode = self.catalog_path.stat().st_ino
+            pending = wal.stat().st_size > 0
+        except FileNotFoundError:
+            pending = False
+            inode = recorded
+        if inode == recorded and pending:
+            return  # still the same file: its WAL is its own
+        if pending:
+            stale = self.dir / f"{CATALOG_NAME}-wal.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.replace(wal, stale)
+            (self.dir / f"{CATALOG_NAME}-shm").unlink(missing_ok=True)
+            print(
+                f"nbversion: {self.catalog_path} was replaced (git checkout, pull or stash?) while "
+                f"snapshots of the old file still waited in its WAL; moved that WAL to {stale.name} "
+                "instead of mixing them into this catalog",
+                file=sys.stderr,
+            )
+        owner.unlink(missing_ok=True)

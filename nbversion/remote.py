@@ -6,6 +6,11 @@ knows where to pull from; credentials are never stored by nbversion (fsspec and 
 the usual ways: environment, ``~/.aws``, instance roles). Every object is verified against its
 id on the way in *and* on the way out: a corrupt local object is never pushed, a corrupt remote
 object is never accepted.
+
+Which remotes are *trusted* (their pickles load without ``--trust``) is not in that committed
+file, where anyone who can push could plant it: it is machine-local, in ``.nbversion/state.db``
+(:class:`nbversion.catalog.StatCache`), keyed by :meth:`Remotes.location`. A transfer reports
+the ids it copied (:attr:`Transfer.copied_ids`) so the caller can record where they came from.
 """
 
 from __future__ import annotations
@@ -74,6 +79,15 @@ class Remotes:
         if self.default == name:
             self.default = next(iter(self.urls), None)
 
+    def location(self, name: str, root: Path) -> str:
+        """The URL of remote *name* as trust is keyed by: a directory made absolute.
+
+        :raises UsageProblem: when there is no such remote.
+        """
+        if name not in self.urls:
+            raise UsageProblem(f"remote {name!r} does not exist")
+        return _absolute(self.urls[name], root)
+
     def store(self, name: str | None, root: Path) -> ObjectStore:
         """The object store of remote *name* (default: the default remote).
 
@@ -88,11 +102,16 @@ class Remotes:
         return ObjectStore(fs, path)
 
 
+def _absolute(url: str, root: Path) -> str:
+    if "://" not in url and not os.path.isabs(url):
+        return str((root / url).resolve())  # a relative directory is relative to the repository
+    return url
+
+
 def _filesystem(url: str, root: Path) -> tuple[Any, str]:
     import fsspec
 
-    if "://" not in url and not os.path.isabs(url):
-        url = str((root / url).resolve())  # a relative directory is relative to the repository
+    url = _absolute(url, root)
     try:
         fs, path = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as exc:
@@ -108,6 +127,7 @@ class Transfer:
     copied_bytes: int = 0
     present: int = 0
     missing: list[str] = field(default_factory=list)  # ids the source does not have
+    copied_ids: list[str] = field(default_factory=list)  # ids copied into the target, which lacked them
 
 
 def copy_object(source: ObjectStore, target: ObjectStore, object_id: str, size: int | None = None) -> int:
@@ -173,6 +193,7 @@ def transfer(
             if size is None:
                 result.missing.append(object_id)
             else:
+                result.copied_ids.append(object_id)
                 result.copied += 1
                 result.copied_bytes += size
     return result
@@ -212,6 +233,7 @@ def _push_batches(
         batch = good[start : start + BATCH]
         target.fs.put([source.path(oid) for oid in batch], [target.path(oid) for oid in batch], **_batching(target))
         moved = sum(os.path.getsize(source.path(oid)) for oid in batch)
+        result.copied_ids += batch
         result.copied += len(batch)
         result.copied_bytes += moved
         if progress is not None:
@@ -250,6 +272,7 @@ def _pull_batches(
                 final.parent.mkdir(parents=True, exist_ok=True)
                 size = os.path.getsize(temp)
                 os.replace(temp, final)
+                result.copied_ids.append(object_id)
                 return size
 
             with ThreadPoolExecutor(JOBS) as pool:

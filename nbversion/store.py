@@ -26,8 +26,8 @@ import os
 import re
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -108,9 +108,25 @@ def _hash_beside(update: Callable[[Buffer], Any], data: Buffer, io_call: Callabl
         future.result()
 
 
+#: Whether this process is a fork of one that may have started helper threads (see below).
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads, but would still think it has: the
+    hashing thread pool would take work and never run it. Start afresh, and hash on this
+    thread only (BLAKE3's Rayon worker pool is not fork-safe either)."""
+    global _overlap_pool, _forked
+    _overlap_pool = None
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def new_hasher() -> Any:
     """Return a BLAKE3 hasher that spreads large inputs over every core."""
-    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+    return blake3.blake3(max_threads=1 if _forked else blake3.blake3.AUTO)
 
 
 def _beside_io_hasher() -> Any:

@@ -3,7 +3,8 @@
 Every file is loaded and verified into a temporary file beside its target before any target
 is touched; then each is renamed into place. Nothing is written outside the repository root:
 paths that are absolute or contain ``..`` are refused by name, and so is any path that leads
-through a symlink out of the root. A file whose current content no snapshot holds is never
+through a symlink out of the root or into a ``.git`` or ``.nbversion`` directory, and a
+directory manifest that is not well formed. A file whose current content no snapshot holds is never
 overwritten unless the caller forces it.
 """
 
@@ -13,10 +14,14 @@ import contextlib
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from .catalog import Catalog, StatCache
 from .errors import UsageProblem
@@ -45,8 +50,8 @@ def safe_target(root: Path, path: str, _checked: dict[str, Path] | None = None) 
     parts = path.split("/")
     if ".." in parts or "" in parts or "." in parts:
         raise UsageProblem(f"refusing to restore file {path!r}: not a plain path inside the repository")
-    if parts[0] in (".git", ".nbversion"):  # git's config and hooks can run commands
-        raise UsageProblem(f"refusing to restore file {path!r}: it is inside {parts[0]}/")
+    if (inside := _private(parts)) is not None:
+        raise UsageProblem(f"refusing to restore file {path!r}: it is inside {inside}/")
     checked = {} if _checked is None else _checked
     real_root = checked.get("") or root.resolve()
     checked[""] = real_root
@@ -58,6 +63,8 @@ def safe_target(root: Path, path: str, _checked: dict[str, Path] | None = None) 
             raise UsageProblem(f"refusing to restore file {path!r}: {exc}") from None
         if resolved != real_root and real_root not in resolved.parents:
             raise UsageProblem(f"refusing to restore file {path!r}: it leads outside the repository through a symlink")
+        if (inside := _private(resolved.relative_to(real_root).parts)) is not None:
+            raise UsageProblem(f"refusing to restore file {path!r}: it is inside {inside}/ through a symlink")
         checked[parent] = resolved
     target = root.joinpath(*parts)
     if os.path.islink(target):
@@ -70,16 +77,59 @@ def safe_target(root: Path, path: str, _checked: dict[str, Path] | None = None) 
     return target
 
 
+def _private(parts: Sequence[str]) -> str | None:
+    """The directory of *parts* nbversion never writes into: any ``.git`` (its config and hooks
+    can run commands, a nested repository's too), or the root's ``.nbversion``."""
+    if ".git" in parts:
+        return ".git"
+    return ".nbversion" if parts and parts[0] == ".nbversion" else None
+
+
 def plan(catalog: Catalog, store: ObjectStore, artifacts: list[dict[str, Any]]) -> list[PlannedFile]:
-    """Expand a snapshot's file artifacts (files and directory manifests) into files."""
+    """Expand a snapshot's file artifacts (files and directory manifests) into files.
+
+    :raises UsageProblem: for a manifest that is not one, or paths that cannot all be files
+        (one twice with different contents, a file where another needs a directory).
+    """
     planned: list[PlannedFile] = []
     for artifact in artifacts:
         if artifact["codec"] == "file" and artifact["object_id"]:
-            planned.append(PlannedFile(artifact["path"], artifact["object_id"], artifact["size"]))
+            planned.append(_planned(artifact, f"file {artifact['path']!r}: its catalog row"))
         elif artifact["codec"] == "tree":
-            entries = json.loads(store.read_bytes(artifact["object_id"]))
-            planned.extend(PlannedFile(e["path"], e["object_id"], e["size"]) for e in entries)
-    return planned
+            what = f"directory {artifact['path']!r}: its manifest {artifact['object_id']}"
+            try:
+                entries = json.loads(store.read_bytes(artifact["object_id"]))
+            except ValueError as exc:
+                raise UsageProblem(f"refusing to restore {what} is malformed ({exc})") from None
+            if not isinstance(entries, list):
+                raise UsageProblem(f"refusing to restore {what} is malformed (not a list)")
+            planned.extend(_planned(entry, what) for entry in entries)
+    return _without_conflicts(planned)
+
+
+def _planned(entry: Any, what: str) -> PlannedFile:
+    """A manifest entry or file artifact as a :class:`PlannedFile`, if it is well formed."""
+    try:
+        path, object_id, size = entry["path"], entry["object_id"], entry["size"]
+    except (KeyError, TypeError, IndexError):
+        path = object_id = size = None
+    if isinstance(path, str) and isinstance(object_id, str) and type(size) is int and size >= 0:
+        return PlannedFile(path, object_id, size)
+    raise UsageProblem(f"refusing to restore {what} is malformed (an entry lacks a path, object id or size)")
+
+
+def _without_conflicts(planned: list[PlannedFile]) -> list[PlannedFile]:
+    """*planned* without repeats; refuse paths that cannot all be written."""
+    by_path: dict[str, PlannedFile] = {}
+    for file in planned:
+        if by_path.setdefault(file.path, file).object_id != file.object_id:
+            raise UsageProblem(f"refusing to restore file {file.path!r}: the snapshot names it twice, with different contents")
+    for path in by_path:
+        parts = path.split("/")
+        for end in range(1, len(parts)):
+            if (prefix := "/".join(parts[:end])) in by_path:
+                raise UsageProblem(f"refusing to restore file {path!r}: {prefix!r} is a file in the same snapshot")
+    return list(by_path.values())
 
 
 def file_object_id(path: Path, relative: str, cache: StatCache) -> str:
@@ -97,7 +147,45 @@ def file_object_id(path: Path, relative: str, cache: StatCache) -> str:
     return object_id
 
 
-def restore_files(
+class StagedFiles:
+    """Files loaded and verified into temporary files beside their targets, ready to be
+    renamed into place by :meth:`commit`. Use it as a context manager: whatever was not
+    committed is removed on the way out."""
+
+    def __init__(self, work: list[tuple[PlannedFile, Path]]) -> None:
+        self.paths = [planned.path for planned, _ in work]
+        self._staged: list[tuple[str, Path]] = []
+        self._work = work
+
+    def stage(self, store: ObjectStore) -> None:
+        made: set[Path] = set()
+        for planned, target in self._work:
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            temp = f"{target.parent}/.{target.name}.nbversion-{uuid.uuid4().hex[:8]}.tmp"
+            self._staged.append((temp, target))
+            _write_verified(store, planned, temp)
+
+    def commit(self) -> list[str]:
+        """Rename every staged file into place (run it under :func:`interrupts.deferred`,
+        so a Ctrl-C cannot stop it halfway); return the paths that changed."""
+        while self._staged:
+            temp, target = self._staged[-1]
+            os.replace(temp, target)
+            self._staged.pop()
+        return self.paths
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for temp, _ in self._staged:  # only what was not renamed into place
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+
+def stage_files(
     root: Path,
     catalog: Catalog,
     store: ObjectStore,
@@ -105,11 +193,11 @@ def restore_files(
     files: list[PlannedFile],
     *,
     force: bool = False,
-) -> list[str]:
-    """Write *files* into the work tree; return the paths that changed.
+) -> StagedFiles:
+    """Check *files* can be written into the work tree and stage them beside their targets.
 
     :raises UsageProblem: for unsafe paths, or files with unsaved work (unless *force*).
-    :raises ObjectError: when an object is missing or corrupt (nothing is written then).
+    :raises ObjectError: when an object is missing or corrupt (nothing is staged then).
     """
     work: list[tuple[PlannedFile, Path]] = []
     unsaved: list[str] = []
@@ -137,25 +225,13 @@ def restore_files(
             f"not restoring files: {shown} ha{'s' if len(unsaved) == 1 else 've'} changes no snapshot "
             "holds; snapshot first (%snapshot \"...\" --files PATH) or restore with --force"
         )
-    staged: list[tuple[str, Path]] = []
-    made: set[Path] = set()
+    staged = StagedFiles(work)
     try:
-        for planned, target in work:
-            if target.parent not in made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            temp = f"{target.parent}/.{target.name}.nbversion-{uuid.uuid4().hex[:8]}.tmp"
-            staged.append((temp, target))
-            _write_verified(store, planned, temp)
-        while staged:
-            temp, target = staged[-1]
-            os.replace(temp, target)
-            staged.pop()
-    finally:
-        for temp, _ in staged:  # only what was not renamed into place
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-    return [planned.path for planned, _ in work]
+        staged.stage(store)
+    except BaseException:
+        staged.__exit__(None, None, None)
+        raise
+    return staged
 
 
 def _write_verified(store: ObjectStore, planned: PlannedFile, temp: str) -> None:

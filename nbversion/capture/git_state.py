@@ -1,6 +1,9 @@
 """Capture the git state: HEAD commit, branch, dirty flag, the uncommitted diff, and the
 untracked files (kept whole up to a size cap).
 
+Untracked files that are credential stores by name (``.env``, ``id_rsa``, ``*.pem``, ...,
+see :func:`nbversion.credentials.is_secret_file`) are not kept, only named.
+
 Two ``git`` calls at most, through GitPython: one ``git status --porcelain=v2`` for
 everything but the diff, and ``git diff --binary`` only when the tree is dirty.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import is_utf8
+from .. import credentials
 from ..catalog import Artifact
 from ..errors import UsageProblem
 from ..store import ObjectStore
@@ -34,6 +38,7 @@ class GitState:
     dirty: bool | None = None
     untracked: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # untracked names that are not UTF-8
+    secret_files: list[str] = field(default_factory=list)  # untracked credential stores, not kept
 
     def row(self) -> dict[str, Any]:
         """The values of the ``snapshots`` row's git columns."""
@@ -150,6 +155,9 @@ def _capture_changes(
         )
     for path in state.untracked:
         if path in skip:
+            continue
+        if credentials.is_secret_file(path):
+            state.secret_files.append(path)
             continue
         full = root / path
         try:

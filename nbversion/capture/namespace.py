@@ -8,11 +8,11 @@ import numbers
 import reprlib
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codecs
+from .. import codecs, credentials
 from . import environment
 from ..catalog import Artifact, Skipped
 from ..errors import EncodeError, ObjectError
@@ -40,6 +40,8 @@ class Captured:
     artifacts: list[Artifact] = field(default_factory=list)
     metrics: dict[str, float | None] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
+    #: the variables left out because they look like credentials (also in *skipped*)
+    secrets: list[str] = field(default_factory=list)
 
 
 def user_variables(namespace: Mapping[str, Any], hidden: Mapping[str, Any] | None = None) -> list[str]:
@@ -77,11 +79,15 @@ def capture(
     names: Iterable[str],
     store: ObjectStore,
     previous: Mapping[str, Mapping[str, Any]] | None = None,
+    allow_secrets: Collection[str] = (),
 ) -> Captured:
     """Store each named variable and return its artifacts, the metrics, and what was skipped.
 
     A variable that cannot be serialized is skipped with the reason; it never fails the
-    capture. Errors of the store itself (disk full, a corrupt write) do fail it.
+    capture. Errors of the store itself (disk full, a corrupt write) do fail it. A variable
+    that looks like a credential (:func:`nbversion.credentials.why_secret`) is skipped too, and
+    named in ``secrets``, unless it is in *allow_secrets*; functions and classes never are
+    (their source is in the cells already).
 
     :param previous: the previous snapshot's variable artifacts by name. A variable of the
         same type there is probably unchanged, so it is hashed before anything is written;
@@ -92,6 +98,11 @@ def capture(
     for name in names:
         value = namespace[name]
         kind_of_type = codecs.type_name(value)
+        why = None if name in allow_secrets or is_code(value) else credentials.why_secret(name, value)
+        if why is not None:
+            result.skipped.append(Skipped(name, kind_of_type, f"{credentials.REASON} ({why})"))
+            result.secrets.append(name)
+            continue
         try:
             if is_code(value):
                 put = codecs.encode_source(value, store)

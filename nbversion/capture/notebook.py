@@ -4,6 +4,10 @@ and the notebook file itself when its path can be found.
 The cells come from IPython's input history as the namespace holds it (``In``, or the raw
 history behind ``get_ipython()``): entry *n* is the cell run with execution count *n*, which
 is the truth when cells ran out of order. No IPython import is needed. A plain script's own file stands in for the cells.
+
+The stored cells have secret-shaped literals (``sk-...`` keys, AWS keys, ...) replaced by
+``[redacted by nbversion]`` (:func:`nbversion.credentials.redact`); the notebook and script files
+are the user's own and are stored as they are.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import credentials
 from ..catalog import Artifact
 from ..store import ObjectStore
 
@@ -62,9 +67,10 @@ def capture(
     store: ObjectStore,
     notebook: Path | None,
 ) -> list[Artifact]:
-    """Store the executed cells (or the script) and the notebook file; return their artifacts."""
+    """Store the executed cells (credentials redacted, or the script) and the notebook file;
+    return their artifacts."""
     artifacts = []
-    cells = executed_cells(namespace)
+    cells = [{**cell, "source": credentials.redact(cell["source"])} for cell in executed_cells(namespace)]
     if cells:
         put = store.put_bytes(json.dumps(cells, ensure_ascii=False).encode())
         artifacts.append(
