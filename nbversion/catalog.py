@@ -305,6 +305,7 @@ class Catalog:
         tree_entries: dict[str, Any] | None = None,
         nbversion_version: str,
         python_version: str,
+        auto: bool = False,
     ) -> bool:
         """Record one snapshot and everything it holds, in one transaction.
 
@@ -337,12 +338,12 @@ class Catalog:
                     )
             conn.execute(
                 "INSERT INTO snapshots (id, parent, created_at, message, notebook, git_commit,"
-                " git_branch, git_dirty, nbversion_version, python_version, environment_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " git_branch, git_dirty, nbversion_version, python_version, environment_id, auto)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     snapshot_id, parent, created_at, message, notebook, git.get("commit"),
                     git.get("branch"), git.get("dirty"), nbversion_version, python_version,
-                    environment.id if environment is not None else None,
+                    environment.id if environment is not None else None, int(auto),
                 ),
             )
             conn.executemany(
@@ -432,12 +433,12 @@ class Catalog:
 
     def referenced_objects(self, snapshot_ids: Sequence[str] | None = None) -> dict[str, int]:
         """Return every object the given snapshots (default: all) need, with its size: their
-        artifacts' objects and, for directories, the objects their manifests list."""
+        artifacts' objects and the objects their manifests list (a directory's files, a
+        large value's parts)."""
         if snapshot_ids is None:
             rows = self.conn.execute(
-                "SELECT object_id, size FROM artifacts WHERE object_id IS NOT NULL AND codec != 'tree'"
-                " UNION SELECT a.object_id, o.size FROM artifacts a JOIN objects o ON o.id = a.object_id"
-                " WHERE a.codec = 'tree'"
+                "SELECT a.object_id, coalesce(o.size, a.size) FROM artifacts a LEFT JOIN objects o ON o.id = a.object_id"
+                " WHERE a.object_id IS NOT NULL"
                 " UNION SELECT object_id, size FROM tree_entries"
             )
             return {object_id: size for object_id, size in rows}
@@ -447,10 +448,17 @@ class Catalog:
                 "SELECT a.object_id, coalesce(o.size, a.size) FROM artifacts a LEFT JOIN objects o ON o.id = a.object_id"
                 " WHERE a.snapshot_id = :s AND a.object_id IS NOT NULL"
                 " UNION SELECT t.object_id, t.size FROM artifacts a JOIN tree_entries t ON t.tree_id = a.object_id"
-                " WHERE a.snapshot_id = :s AND a.codec = 'tree'",
+                " WHERE a.snapshot_id = :s",
                 {"s": snapshot_id},
             )
             found.update(rows)
+        return found
+
+    def parts_of(self, object_ids: Iterable[str]) -> list[str]:
+        """The objects the manifests among *object_ids* list (a large array's parts)."""
+        found: list[str] = []
+        for object_id in set(object_ids):
+            found += [r[0] for r in self.conn.execute("SELECT object_id FROM tree_entries WHERE tree_id = ?", (object_id,))]
         return found
 
     def all_object_ids(self) -> set[str]:
@@ -581,14 +589,50 @@ class Catalog:
             row["summary"] = _summary(row["summary"])
         return rows
 
-    def log(self, limit: int | None = 20) -> list[dict[str, Any]]:
+    def prune_auto(self, keep: int) -> list[str]:
+        """Delete all but the newest *keep* auto snapshots (never a tagged one), with their
+        rows, and forget the objects nothing references any more (``gc`` then removes their
+        files). A child of a deleted snapshot gets the deleted one's parent.
+
+        :returns: the ids deleted.
+        """
+        with self.transaction() as conn:
+            doomed = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM snapshots WHERE auto = 1 AND id NOT IN (SELECT snapshot_id FROM tags)"
+                    " ORDER BY id DESC LIMIT -1 OFFSET ?",
+                    (keep,),
+                )
+            ]
+            for snapshot_id in sorted(doomed, reverse=True):  # newest first: parents stay valid
+                conn.execute(
+                    "UPDATE snapshots SET parent = (SELECT parent FROM snapshots WHERE id = :s) WHERE parent = :s",
+                    {"s": snapshot_id},
+                )
+                for table in ("artifacts", "metrics", "skipped"):
+                    conn.execute(f"DELETE FROM {table} WHERE snapshot_id = ?", (snapshot_id,))
+                conn.execute("UPDATE objects SET first_snapshot_id = NULL WHERE first_snapshot_id = ?", (snapshot_id,))
+                conn.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,))
+            if doomed:
+                conn.execute("DELETE FROM tree_entries WHERE tree_id NOT IN (SELECT object_id FROM artifacts WHERE object_id IS NOT NULL)")
+                conn.execute(
+                    "DELETE FROM objects WHERE id NOT IN (SELECT object_id FROM artifacts WHERE object_id IS NOT NULL)"
+                    " AND id NOT IN (SELECT object_id FROM tree_entries) AND id NOT IN (SELECT tree_id FROM tree_entries)"
+                )
+        self.checkpoint()
+        return doomed
+
+    def log(self, limit: int | None = 20, *, auto: bool = True) -> list[dict[str, Any]]:
         """Return the newest snapshots first, each with counts of what it holds.
 
         Each row has the ``snapshots`` columns plus ``tags`` (comma-separated), ``variables``,
         ``metrics``, ``skipped`` and ``new_bytes`` (bytes first stored by that snapshot).
+        Without *auto*, auto snapshots are left out.
         """
-        sql = """
-            WITH page AS (SELECT * FROM snapshots ORDER BY id DESC LIMIT :limit)
+        where = "" if auto else "WHERE auto = 0"
+        sql = f"""
+            WITH page AS (SELECT * FROM snapshots {where} ORDER BY id DESC LIMIT :limit)
             SELECT page.*,
                 (SELECT group_concat(name, ', ') FROM tags WHERE snapshot_id = page.id) AS tags,
                 (SELECT count(*) FROM artifacts WHERE snapshot_id = page.id) AS artifacts,
@@ -599,6 +643,9 @@ class Catalog:
             FROM page ORDER BY id DESC
         """
         return self._query(sql, {"limit": -1 if limit is None else limit})
+
+    def count_auto(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM snapshots WHERE auto = 1").fetchone()[0]
 
 
 #: PRAGMAs a read query may use: they only describe the schema, whatever their argument...

@@ -24,6 +24,7 @@ import errno
 import io
 import os
 import re
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -74,6 +75,7 @@ def _moved(n: int) -> None:
 
 #: Fingerprints of bytes stored by this process -> their object ids (most recent last).
 _fingerprints: OrderedDict[bytes, str] = OrderedDict()
+_memo_lock = threading.Lock()
 FINGERPRINT_MEMO_SIZE = 100_000
 
 
@@ -472,6 +474,44 @@ class ObjectStore:
             except OSError:
                 pass  # the original error matters more; a stray temp file is only clutter
             raise
+
+    def put_chunk(self, piece: Buffer, *, probe: bool = True) -> PutResult:
+        """Store one chunk of a large value, whole, from the calling thread.
+
+        Made to run on several threads at once (each hashes its own chunk; BLAKE3 and file
+        writes release the GIL). With *probe*, an unchanged chunk this process stored before
+        costs a fingerprint and a ``stat``. The bytes are first copied, so what is hashed is
+        exactly what is written even if the value changes meanwhile.
+        """
+        if probe:
+            with _memo_lock:
+                known = _fingerprints.get(fingerprint([piece]))
+            if known is not None and self.exists(known):
+                return PutResult(known, memoryview(piece).nbytes, False)
+        data = bytes(piece)
+        object_id = blake3.blake3(data, max_threads=1).hexdigest()
+        with _memo_lock:
+            _remember(fingerprint([data]), object_id)
+        final = self.path(object_id)
+        if self.fs.exists(final):
+            return PutResult(object_id, len(data), False)
+        tmp = f"{self._tmp}/{uuid.uuid4().hex}.tmp"
+        try:
+            with self._writing():
+                self.fs.makedirs(self._tmp, exist_ok=True)
+                with self.fs.open(tmp, "wb") as file:
+                    file.write(data)
+                self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                self.fs.mv(tmp, final)
+        except BaseException:
+            try:
+                if self.fs.exists(tmp):
+                    self.fs.rm_file(tmp)
+            except OSError:
+                pass  # the original error matters more; a stray temp file is only clutter
+            raise
+        _moved(len(data))
+        return PutResult(object_id, len(data), True)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

@@ -211,11 +211,12 @@ def test_array_mutated_by_another_thread_is_stored_consistently(store: ObjectSto
     thread = threading.Thread(target=mutate)
     thread.start()
     try:
-        puts = [codecs.encode(array, store, probe=probe)[1] for probe in (False, True, False)]
+        puts = [codecs.encode(array, store, probe=probe) for probe in (False, True, False)]
     finally:
         stop.set()
         thread.join()
-    for put in puts:
-        back = codecs.decode("npy", put.object_id, store)  # verified: id matches the bytes
+    for codec, put in puts:
+        assert codec == "npy-chunks"  # 64 MB: stored in parts, each verified
+        back = codecs.decode(codec, put.object_id, store)  # verified: id matches the bytes
         assert back.shape == array.shape
         assert len(np.unique(back[:: 1_000_000])) <= 8_000_000  # a real value, not garbage

@@ -239,8 +239,9 @@ def test_200mb_array_round_trip_and_unchanged_resnapshot_adds_nothing(shell, rep
     )
     assert rows[0][0] == "big one" and rows[0][1] >= 200_000_000
     assert rows[1][0] == "big again" and rows[1][1] < 1024  # only the grown cell history is new
+    # Stored once, as 4 MiB parts: 200 MB / 4 MiB = 48 parts, none of them twice.
     big_objects = [p for p in (repo / ".nbversion" / "objects").glob("??/*") if p.stat().st_size > 1_000_000]
-    assert len(big_objects) == 1
+    assert len(big_objects) == 48 and sum(p.stat().st_size for p in big_objects) == 200_000_000
     expected = shell.user_ns["big"].copy()
     shell.run_cell("del big")
     shell.run_cell("%restore HEAD~1")

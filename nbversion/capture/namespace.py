@@ -9,7 +9,7 @@ import reprlib
 import sys
 import types
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import codecs, credentials
@@ -30,6 +30,8 @@ _preview.maxother = 80
 _preview.maxlist = _preview.maxtuple = _preview.maxdict = _preview.maxset = 8
 
 _CODE_TYPES = (types.FunctionType, type)
+#: Values whose identity does not matter (no one can change them through another name).
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range)
 _MODULE_PREFIXES_DATA = ("numpy", "pandas", "pyarrow", "polars", "scipy.sparse", "xarray")
 
 
@@ -42,6 +44,8 @@ class Captured:
     skipped: list[Skipped] = field(default_factory=list)
     #: the variables left out because they look like credentials (also in *skipped*)
     secrets: list[str] = field(default_factory=list)
+    #: manifest object id -> the parts it lists (values stored in parts: large arrays, frames)
+    tree_entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def user_variables(namespace: Mapping[str, Any], hidden: Mapping[str, Any] | None = None) -> list[str]:
@@ -95,9 +99,17 @@ def capture(
     """
     previous = previous or {}
     result = Captured()
+    first_names: dict[int, Artifact] = {}  # id() of a mutable value -> its first name's artifact
     for name in names:
         value = namespace[name]
         kind_of_type = codecs.type_name(value)
+        first = first_names.get(id(value)) if not isinstance(value, _IMMUTABLE) else None
+        if first is not None:
+            # Another name for a value stored already (b = a): stored once, restored as one.
+            result.artifacts.append(
+                replace(first, name=name, new_bytes=0, summary={**first.summary, "alias_of": first.name})
+            )
+            continue
         why = None if name in allow_secrets or is_code(value) else credentials.why_secret(name, value)
         if why is not None:
             result.skipped.append(Skipped(name, kind_of_type, f"{credentials.REASON} ({why})"))
@@ -121,12 +133,22 @@ def capture(
             continue
         except ObjectError:
             raise
-        result.artifacts.append(
-            Artifact(
-                kind=kind, source="variable", name=name, type=kind_of_type, codec=codec,
-                object_id=put.object_id, size=put.size, summary=summary, new_bytes=put.size if put.new else 0,
-            )
+        if isinstance(put, codecs.Manifest):
+            size, object_size, new_bytes = put.value_size, put.size, put.new_bytes
+            result.tree_entries[put.object_id] = [
+                {"path": label, "object_id": part_id, "size": part_size, "kind": kind}
+                for label, part_id, part_size in put.parts
+            ]
+        else:
+            size, object_size, new_bytes = put.size, None, put.size if put.new else 0
+        artifact = Artifact(
+            kind=kind, source="variable", name=name, type=kind_of_type, codec=codec,
+            object_id=put.object_id, size=size, summary=summary, new_bytes=new_bytes,
+            object_size=object_size,
         )
+        result.artifacts.append(artifact)
+        if not isinstance(value, _IMMUTABLE):
+            first_names[id(value)] = artifact
         metric = metric_value(value)
         if metric is not _NOT_A_METRIC:
             result.metrics[name] = metric

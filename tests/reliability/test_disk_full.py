@@ -25,16 +25,17 @@ from nbversion import worktree
 
 
 class FullDisk(io.RawIOBase):
-    """A file that accepts *room* bytes and then fails like a full disk."""
+    """A file on a disk with *room* bytes left (shared by every file on it): writes beyond
+    that fail like a full disk."""
 
-    def __init__(self, file: Any, room: int) -> None:
+    def __init__(self, file: Any, room: list[int]) -> None:
         self._file, self._room = file, room
 
     def write(self, data: Any) -> int:
         n = memoryview(data).nbytes
-        if n > self._room:
+        if n > self._room[0]:
             raise OSError(errno.ENOSPC, "No space left on device")
-        self._room -= n
+        self._room[0] -= n
         return self._file.write(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -85,10 +86,11 @@ def test_disk_full_while_writing_an_object(
 ) -> None:
     catalog_digest = digest(repo / ".nbversion" / "catalog.db")
     real_open = LocalFileSystem.open
+    left = [room]
 
     def full_open(self: Any, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         file = real_open(self, path, mode, **kwargs)
-        return FullDisk(file, room) if "w" in mode and "/objects/tmp/" in path else file
+        return FullDisk(file, left) if "w" in mode and "/objects/tmp/" in path else file
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(LocalFileSystem, "open", full_open)
@@ -142,9 +144,11 @@ def test_disk_full_while_restoring_a_file_changes_nothing(state: Any, repo: Path
     current = (repo / "data" / "train.csv").read_bytes()
     state.run_cell("big = 'mine'")
 
+    left = [1 << 16]
+
     def full_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         file = open(path, mode, *args, **kwargs)  # noqa: SIM115 - handed on, closed by its user
-        return FullDisk(file, 1 << 16) if "w" in mode else file
+        return FullDisk(file, left) if "w" in mode else file
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(worktree, "open", full_open, raising=False)
