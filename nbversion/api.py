@@ -31,7 +31,7 @@ import shlex
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +158,9 @@ def snapshot(
     files: Iterable[str] = (),
     notebook: str | None = None,
     repo: PathLike | None = None,
-) -> SnapshotResult:
+    auto: bool = False,
+    touched: Collection[str] | None = None,
+) -> SnapshotResult | None:
     """Freeze the notebook's variables, code and tracked files under *message*.
 
     Besides the variables, a snapshot keeps the git state (commit, branch, the uncommitted
@@ -181,6 +183,11 @@ def snapshot(
     :param files: files or directories to keep too (besides the configured ones).
     :param notebook: the notebook file, when the kernel cannot find it by itself.
     :param repo: a directory inside the repository (default: the current directory).
+    :param auto: an auto snapshot (``%nbversion auto on``): marked as such, and taken only
+        when a variable changed since the parent (else ``None`` is returned).
+    :param touched: the variables that may have changed since the parent snapshot (the
+        names a cell used); the others are recorded as they were without being looked at.
+        Default: look at every variable.
     :raises UsageProblem: empty message, bad tag name, a named variable that is not defined,
         a file that does not exist or is outside the repository.
     :raises TagExists: when *tag* already names a snapshot.
@@ -209,11 +216,20 @@ def snapshot(
     with project.open_catalog() as catalog, project.stat_cache() as cache:
         if tag is not None:
             catalog.check_tag_free(tag)
-        parent = _session_parent.get(str(catalog.path)) or catalog.head()
+        session_parent = _session_parent.get(str(catalog.path))
+        parent = session_parent or catalog.head()
         previous = {a["name"]: a for a in catalog.artifacts(parent, "variable")} if parent else {}
-        expected = sum(_nbytes(namespace[n]) for n in names)
+        kept: list[str] = []
+        if touched is not None and session_parent is not None:  # only what the cells used can have changed
+            kept = [n for n in names if n in previous and n not in touched and previous[n]["codec"] != "source"]
+        look = [n for n in names if n not in set(kept)] if kept else names
+        expected = sum(_nbytes(namespace[n]) for n in look)
         with progress("snapshot", expected or None) as moved, reporting(moved):
-            captured = capture_ns.capture(namespace, names, project.store, previous, config.allow_secrets)
+            captured = capture_ns.capture(namespace, look, project.store, previous, config.allow_secrets)
+            if touched is not None:
+                captured = _with_unchanged(captured, [previous[n] for n in kept], catalog.metrics(parent) if parent else {})
+            if auto and not _state_changed(captured, previous, catalog.skipped_rows(parent) if parent else []):
+                return None
             tracked = capture_files.capture(project.root, project.store, config, cache, list(files))
         git, git_artifacts = capture_git.capture(
             project.root, project.store, config.untracked_max_bytes, skip=tracked.paths
@@ -236,9 +252,10 @@ def snapshot(
                 notebook=next((a.path for a in code if a.type == "ipynb"), None),
                 git=git.row(),
                 environment=environment,
-                tree_entries=tracked.tree_entries,
+                tree_entries={**captured.tree_entries, **tracked.tree_entries},
                 nbversion_version=__version__,
                 python_version=environment.python_version,
+                auto=auto,
             )
             _session_parent[str(catalog.path)] = snapshot_id
             project.note_wal(checkpointed)
@@ -267,6 +284,37 @@ def snapshot(
     )
 
 
+def _with_unchanged(
+    captured: capture_ns.Captured, rows: list[dict[str, Any]], metrics: dict[str, float | None]
+) -> capture_ns.Captured:
+    """*captured* plus the previous snapshot's records of the variables not looked at."""
+    for row in rows:
+        captured.artifacts.append(
+            Artifact(
+                kind=row["kind"], source="variable", name=row["name"], type=row["type"], codec=row["codec"],
+                object_id=row["object_id"], size=row["size"], summary=row["summary"],
+            )
+        )
+        if row["name"] in metrics:
+            captured.metrics[row["name"]] = metrics[row["name"]]
+    return captured
+
+
+def _state_changed(
+    captured: capture_ns.Captured, previous: dict[str, dict[str, Any]], skipped: list[tuple[str, str, str]]
+) -> bool:
+    """Whether the variables differ from the previous snapshot's: a name came or went, or
+    a value's bytes changed."""
+    if {a.name for a in captured.artifacts} != set(previous):
+        return True
+    if {s.name for s in captured.skipped} != {name for name, _, _ in skipped}:
+        return True
+    return any(
+        a.object_id != previous[a.name]["object_id"] or a.summary.get("alias_of") != previous[a.name]["summary"].get("alias_of")
+        for a in captured.artifacts
+    )
+
+
 def restore(
     ref: str,
     namespace: MutableMapping[str, Any] | None = None,
@@ -278,6 +326,7 @@ def restore(
     force: bool = False,
     trust: bool = False,
     repo: PathLike | None = None,
+    touched: Collection[str] | None = None,
 ) -> RestoreResult:
     """Bring back the variables and tracked files of the snapshot *ref* names.
 
@@ -293,6 +342,9 @@ def restore(
     :param files: restore tracked files too (default).
     :param files_only: restore only the files, no variable.
     :param force: overwrite files even when their current content is in no snapshot.
+    :param touched: the variables the cells since this kernel's last snapshot or restore may
+        have changed (see :func:`snapshot`): any other variable whose stored bytes are the
+        same in that snapshot and in *ref* is kept as it is, not loaded again.
     :param trust: load pickled values even when this machine does not trust them (they came
         from a remote not trusted here, or by git): loading them can run their author's code.
         Those objects are trusted here from then on.
@@ -331,10 +383,24 @@ def restore(
             _check_variable_name(name, snapshot_id)
         file_artifacts = catalog.artifacts(snapshot_id, "file") if ((files and vars is None) or files_only) else []
         _fetch_missing(project, catalog, [stored[n]["object_id"] for n in wanted] + [a["object_id"] for a in file_artifacts if a["object_id"]])
-        _check_trust(project, cache, snapshot_id, [stored[name] for name in wanted], trust)
-        total = sum(stored[name]["size"] for name in wanted)
+        # Variables that still hold what *ref* has (unchanged since this kernel's last
+        # snapshot, which has the same bytes for them) need no loading.
+        session_parent = _session_parent.get(str(catalog.path))
+        same: dict[str, Any] = {}
+        if touched is not None and session_parent is not None and not files_only:
+            current = {a["name"]: a for a in catalog.artifacts(session_parent, "variable")}
+            same = {
+                name: namespace[name]
+                for name in wanted
+                if name in namespace and name not in touched and name in current
+                and current[name]["object_id"] == stored[name]["object_id"]
+                and current[name]["summary"].get("alias_of") == stored[name]["summary"].get("alias_of")
+            }
+        loading = [name for name in wanted if name not in same]
+        _check_trust(project, cache, snapshot_id, [stored[name] for name in loading], trust)
+        total = sum(stored[name]["size"] for name in loading if not stored[name]["summary"].get("alias_of"))
         with progress("restore", total or None) as moved, reporting(moved):
-            values = {name: _decode(stored[name], snapshot_id, project) for name in wanted}
+            values = {**same, **_decode_all([stored[name] for name in loading], snapshot_id, project, same)}
         warnings = _library_warnings([stored[name] for name in wanted])
         planned = worktree.plan(catalog, project.store, file_artifacts) if file_artifacts else []
         _fetch_missing(project, catalog, [p.object_id for p in planned])
@@ -378,26 +444,35 @@ def load(ref: str, name: str, *, trust: bool = False, repo: PathLike | None = No
     raise UsageProblem(f"variable {name!r} is not in snapshot {short_id(snapshot_id)}")
 
 
-def log(n: int | None = 20, *, repo: PathLike | None = None) -> Table:
-    """Return the newest *n* snapshots (all when ``None``) as a :class:`Table`."""
+def log(n: int | None = 20, *, auto: bool = False, repo: PathLike | None = None) -> Table:
+    """Return the newest *n* snapshots (all when ``None``) as a :class:`Table`; auto
+    snapshots only with *auto* (marked so), else counted in a footnote."""
     if n is not None and n < 1:
         raise UsageProblem(f"-n must be a positive number, not {n}")
     project = Project.find(repo)
     rows = []
+    hidden = 0
     if project.exists():
         with project.open_catalog() as catalog:
-            rows = catalog.log(n)
-    return Table(
+            rows = catalog.log(n, auto=auto)
+            hidden = 0 if auto else catalog.count_auto()
+    table = Table(
         ["id", "when", "message", "tags", "artifacts", "metrics", "new"],
         [
             [
-                short_id(r["id"]), relative_time(r["created_at"]), r["message"], r["tags"],
+                short_id(r["id"]), relative_time(r["created_at"]), f"{r['message']}{' (auto)' if r.get('auto') else ''}", r["tags"],
                 r["artifacts"], r["metrics"], format_bytes(r["new_bytes"]),
             ]
             for r in rows
         ],
-        empty=f"no snapshots yet in {project.root}",
+        empty=(
+            f"no snapshots of your own yet, {_plural(hidden, 'auto snapshot')} (--auto shows them)"
+            if hidden else f"no snapshots yet in {project.root}"
+        ),
     )
+    if hidden and rows:
+        table.footer = f"... and {_plural(hidden, 'auto snapshot')} (--auto shows them)"
+    return table
 
 
 def _check_trust(
@@ -451,6 +526,28 @@ def _tracked_by_git(project: Project, path: Path) -> bool:
     except OSError:  # no git here: no git checkout wrote it either
         return False
     return bool(listed.stdout)
+
+
+def _decode_all(
+    artifacts: list[dict[str, Any]], snapshot_id: str, project: Project, known: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load the artifacts' values by name. Names that were one object when the snapshot was
+    taken (``b = a``) become one object again, loaded once (or taken from *known*, the
+    values already at hand by name)."""
+    names = {artifact["name"] for artifact in artifacts} | set(known or {})
+    values: dict[str, Any] = dict(known or {})
+    aliases: dict[str, str] = {}
+    for artifact in artifacts:
+        first = (artifact.get("summary") or {}).get("alias_of")
+        if isinstance(first, str) and first in names and first != artifact["name"]:
+            aliases[artifact["name"]] = first
+        else:
+            values[artifact["name"]] = _decode(artifact, snapshot_id, project)
+    for name, first in aliases.items():
+        values[name] = values[first] if first in values else _decode(
+            next(a for a in artifacts if a["name"] == name), snapshot_id, project
+        )
+    return {artifact["name"]: values[artifact["name"]] for artifact in artifacts}
 
 
 def _decode(artifact: dict[str, Any], snapshot_id: str, project: Project) -> Any:
@@ -547,6 +644,7 @@ def gc(
     grace_seconds: float = GC_GRACE_SECONDS,
     dry_run: bool = False,
     remote: str | None = None,
+    keep_auto: int | None = None,
     repo: PathLike | None = None,
 ) -> Text:
     """Remove objects no snapshot needs, and abandoned temporary files: locally, or on a
@@ -554,7 +652,9 @@ def gc(
 
     Anything modified within *grace_seconds* stays, so a snapshot in progress in another
     kernel never loses a fresh object. On a remote, only what *this* catalog does not
-    reference goes: run it from a clone that has merged everyone's catalog.
+    reference goes: run it from a clone that has merged everyone's catalog. With
+    *keep_auto*, all but the newest *keep_auto* auto snapshots are deleted first (tagged
+    ones stay), and the objects only they needed go too once past the grace period.
     """
     import time
 
@@ -564,6 +664,10 @@ def gc(
     store = Remotes.load(project.dir).store(remote or None, project.root) if remote is not None else project.store
     cutoff = time.time() - grace_seconds
     with project.open_catalog() as catalog:
+        pruned: list[str] = []
+        if keep_auto is not None and not dry_run:
+            with interrupts.deferred():
+                pruned = catalog.prune_auto(keep_auto)
         needed = catalog.referenced_objects()
         needed.update((oid, 0) for oid in catalog.all_object_ids())
         removable = [
@@ -580,7 +684,8 @@ def gc(
                     store.fs.rm_file(path)
     verb = "would remove" if dry_run else "removed"
     return Text(
-        f"{verb} {_plural(len(removable), 'unreferenced object')} ({format_bytes(sum(s for _, s in removable))})"
+        (f"deleted {_plural(len(pruned), 'auto snapshot')}; " if keep_auto is not None and not dry_run else "")
+        + f"{verb} {_plural(len(removable), 'unreferenced object')} ({format_bytes(sum(s for _, s in removable))})"
         f" and {_plural(len(temporary), 'abandoned temporary file')}; kept {_plural(len(needed), 'object')}"
         " that snapshots need and anything younger than "
         f"{grace_seconds / 3600:g} h"
@@ -765,8 +870,11 @@ def _fetch(project: Project, catalog: Catalog, snapshot_ids: list[str] | None, r
 
 
 def _fetch_missing(project: Project, catalog: Catalog, object_ids: Iterable[str]) -> None:
-    """Before a restore: fetch from the default remote any of *object_ids* missing here."""
-    lacking = [oid for oid in set(object_ids) if not project.store.exists(oid)]
+    """Before a restore: fetch from the default remote any of *object_ids* (and the parts
+    their manifests list) missing here."""
+    wanted = set(object_ids)
+    wanted.update(catalog.parts_of(wanted))
+    lacking = [oid for oid in wanted if not project.store.exists(oid)]
     if not lacking:
         return
     remotes = Remotes.load(project.dir)

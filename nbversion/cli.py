@@ -39,6 +39,10 @@ def add_snapshot_arguments(parser: argparse.ArgumentParser) -> None:
         help="files or directories to keep too (besides [tool.nbversion] track)",
     )
     parser.add_argument("--notebook", metavar="PATH", help="the notebook file, when it cannot be found by itself")
+    parser.add_argument(
+        "--full", action="store_true",
+        help="look at every variable, not only those the cells since the last snapshot used",
+    )
 
 
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,9 +82,10 @@ def add_files_restore_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
-    """``nbversion log [-n N] [--all]``."""
+    """``nbversion log [-n N] [--all] [--auto]``."""
     parser.add_argument("-n", type=int, default=20, metavar="N", help="how many snapshots (default 20)")
     parser.add_argument("--all", action="store_true", help="every snapshot")
+    parser.add_argument("--auto", action="store_true", help="include the snapshots auto mode took (marked 'auto')")
 
 
 def add_show_arguments(parser: argparse.ArgumentParser) -> None:
@@ -157,7 +162,7 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
-    """``nbversion gc [--grace HOURS] [--dry-run]``."""
+    """``nbversion gc [--grace HOURS] [--dry-run] [--keep-auto N]``."""
     parser.add_argument(
         "--grace", type=float, default=1.0, metavar="HOURS",
         help="keep anything younger than this, for snapshots in progress elsewhere (default 1)",
@@ -168,6 +173,10 @@ def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
         help="collect on a remote instead (default: the default one); asks for confirmation",
     )
     parser.add_argument("--yes", "-y", action="store_true", help="confirm --remote without asking")
+    parser.add_argument(
+        "--keep-auto", type=int, metavar="N",
+        help="first delete all but the newest N auto snapshots (tagged ones always stay)",
+    )
 
 
 def add_init_arguments(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +196,8 @@ def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
 def _gc(args: argparse.Namespace) -> Any:
     if args.grace < 0:
         raise UsageProblem(f"--grace must not be negative, not {args.grace}")
+    if args.keep_auto is not None and (args.keep_auto < 0 or args.remote is not None):
+        raise UsageProblem("--keep-auto takes a number >= 0 and works on this catalog, not with --remote")
     if args.remote is not None and not args.dry_run and not args.yes:
         preview = api.gc(grace_seconds=args.grace * 3600, dry_run=True, remote=args.remote)
         if not sys.stdin.isatty():
@@ -194,7 +205,7 @@ def _gc(args: argparse.Namespace) -> Any:
         answer = input(f"{preview}\nRemove them from the remote? Teammates' unmerged snapshots may need them. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return Text("nothing removed")
-    return api.gc(grace_seconds=args.grace * 3600, dry_run=args.dry_run, remote=args.remote)
+    return api.gc(grace_seconds=args.grace * 3600, dry_run=args.dry_run, remote=args.remote, keep_auto=args.keep_auto)
 
 
 class Failed(Text):
@@ -243,7 +254,7 @@ def _number_or_text(value: str) -> Any:
 
 
 def _log(args: argparse.Namespace) -> Any:
-    return api.log(None if args.all else args.n)
+    return api.log(None if args.all else args.n, auto=args.auto)
 
 
 def _show(args: argparse.Namespace) -> Any:

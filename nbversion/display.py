@@ -86,12 +86,16 @@ class Table:
     :param columns: the column headings.
     :param rows: one sequence of cell values per row, in column order.
     :param empty: what to say when there are no rows.
+    :param footer: a line under the rows (what was left out), if any.
     """
 
-    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "(no rows)") -> None:
+    def __init__(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "(no rows)", footer: str = ""
+    ) -> None:
         self.columns = [printable(c) for c in columns]
         self.rows = [["" if v is None else printable(v) for v in row] for row in rows]
         self.empty = empty
+        self.footer = footer
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -109,6 +113,8 @@ class Table:
         lines = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip()]
         lines.append("  ".join("-" * w for w in widths))
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in self.rows]
+        if self.footer:
+            lines.append(self.footer)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -119,7 +125,8 @@ class Table:
             "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
             for row in self.rows
         )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        foot = f"<p>{html.escape(self.footer)}</p>" if self.footer else ""
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
 
 
 class Text(str):

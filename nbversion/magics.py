@@ -15,9 +15,13 @@ one-line ``UsageError`` (IPython shows it without a traceback); nothing is half 
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
+import re
 import shlex
 import sqlite3
+import sys
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -27,6 +31,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Bool
 
 from . import api, cli
+from .display import Text
 from .errors import NbversionError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,6 +124,75 @@ _NBSQL_CELL.add_argument("-o", "--out", metavar="NAME", help="also store the res
 _NBSQL_CELL.add_argument("--df", action="store_true", help="return a pandas DataFrame")
 
 
+_AUTO_HELP = """
+In a kernel, also:
+  %nbversion auto [on|off]    snapshot after every cell that changes a variable
+"""
+
+#: Cells that are nbversion's own work (a snapshot, a restore, a query), never auto-snapshotted.
+_NBVERSION_CELL = re.compile(r"\s*%{1,2}(snapshot|restore|snapshots|nbsql|nbversion)\b")
+
+#: Calls through which a cell can reach any variable: then every variable is looked at.
+_REACHES_EVERYTHING = frozenset({"exec", "eval", "globals", "vars", "locals", "get_ipython", "__import__"})
+
+
+def touched_names(shell: Any, raw_cell: str) -> set[str] | None:
+    """The variables a cell may have changed: every name it uses (reading ``a.shape``
+    cannot change ``a``, but reading ``a`` to call ``a.fit()`` can, and telling them apart
+    is not worth a missed change), and the globals of the notebook's own functions and
+    classes it calls, followed through the functions those call. ``None`` (look at every
+    variable) when the cell cannot be read or reaches variables by name (``exec``,
+    ``globals()``, a magic other than nbversion's own).
+    """
+    own = "\n".join(line for line in raw_cell.splitlines() if not _NBVERSION_CELL.match(line))
+    try:
+        tree = ast.parse(shell.transform_cell(own))
+    except (SyntaxError, ValueError):
+        return None
+    touched: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            touched.add(node.id)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            touched.update(node.names)
+    if touched & _REACHES_EVERYTHING:
+        return None
+    namespace = shell.user_ns
+    pending = [name for name in touched if name in namespace]
+    followed: set[int] = set()
+    while pending:
+        value = namespace.get(pending.pop())
+        cls = value if isinstance(value, type) else type(value)
+        members = [value] if isinstance(value, types.FunctionType) else []
+        if getattr(cls, "__module__", None) == "__main__":  # a notebook class, or one of its objects
+            members += list(vars(cls).values())
+        for member in members:
+            code = getattr(getattr(member, "__func__", member), "__code__", None)
+            if code is None or id(code) in followed or getattr(member, "__module__", "__main__") != "__main__":
+                continue
+            followed.add(id(code))
+            for used in _code_names(code):
+                if used in namespace and used not in touched:
+                    touched.add(used)
+                    pending.append(used)
+    return touched
+
+
+def _with_aliases(namespace: dict[str, Any], names: set[str]) -> set[str]:
+    """*names* and every other name for the same objects (``b = a``: changing one changes both)."""
+    ids = {id(namespace[name]) for name in names if name in namespace}
+    return names | {name for name, value in namespace.items() if id(value) in ids}
+
+
+def _code_names(code: Any) -> set[str]:
+    """The global names a function's code (and the code nested in it) uses."""
+    found = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            found |= _code_names(const)
+    return found
+
+
 @magics_class
 class NbversionMagics(Magics):
     """The magics ``%load_ext nbversion`` registers."""
@@ -131,12 +205,14 @@ class NbversionMagics(Magics):
     @line_magic
     @_verb(_SNAPSHOT)
     def snapshot(self, args: argparse.Namespace) -> None:
+        touched = None if args.full else self._touched_since()
         print(
             api.snapshot(
                 " ".join(args.message), self.shell.user_ns, tag=args.tag, vars=args.vars,
-                exclude=args.exclude, files=args.files, notebook=args.notebook,
+                exclude=args.exclude, files=args.files, notebook=args.notebook, touched=touched,
             )
         )
+        self._mark()
 
     @line_magic
     @_verb(_RESTORE)
@@ -145,13 +221,16 @@ class NbversionMagics(Magics):
             api.restore(
                 args.ref, self.shell.user_ns, vars=args.vars, exact=args.exact,
                 files=not args.no_files, files_only=args.files_only, force=args.force, trust=args.trust,
+                touched=self._touched_since(),
             )
         )
+        # After a whole restore the variables are the snapshot's again; after part of one, not.
+        self._mark(whole=args.vars is None and not args.files_only)
 
     @line_magic
     @_verb(_SNAPSHOTS)
     def snapshots(self, args: argparse.Namespace) -> Any:
-        return api.log(None if args.all else args.n)
+        return api.log(None if args.all else args.n, auto=args.auto)
 
     @no_var_expand
     @line_cell_magic
@@ -182,10 +261,86 @@ class NbversionMagics(Magics):
     @line_magic
     def nbversion(self, line: str) -> Any:
         argv = _split("%nbversion", line)
+        if argv[:1] == ["auto"]:
+            return self._auto(argv[1:])
         with _one_line_errors():
             try:
                 return cli.run(argv, prog="%nbversion")
             except SystemExit:  # --help
                 return None
 
-    nbversion.__doc__ = cli.build_parser("%nbversion").format_help()
+    nbversion.__doc__ = cli.build_parser("%nbversion").format_help() + _AUTO_HELP
+
+    # -- auto mode -----------------------------------------------------------------------------
+
+    _auto_on = False
+    _auto_missed = False
+    _auto_names: frozenset[str] = frozenset()
+    #: How many cells of the input history were read when this kernel last snapshotted or
+    #: wholly restored its variables: the cells after them are those that can change them.
+    _since: int | None = None
+
+    def _mark(self, whole: bool = True) -> None:
+        # The running cell (the last in the history) may go on after the magic: read it again.
+        self._since = len(self.shell.history_manager.input_hist_raw) - 1 if whole else None
+
+    def _touched_since(self) -> set[str] | None:
+        """The variables the cells since the last snapshot (or whole restore) in this kernel
+        may have changed; ``None`` (look at every one) when that cannot be told. Code run
+        without history (a frontend's silent requests) is not seen: ``%snapshot --full``."""
+        if self._since is None:
+            return None
+        history = self.shell.history_manager.input_hist_raw
+        if len(history) <= self._since:
+            return None  # the history was reset
+        touched: set[str] = set()
+        for cell in history[self._since :]:
+            names = touched_names(self.shell, cell)
+            if names is None:
+                return None
+            touched |= names
+        return _with_aliases(self.shell.user_ns, touched)
+
+    def _auto(self, argv: list[str]) -> Any:
+        """``%nbversion auto on|off``: snapshot after every cell that changed a variable."""
+        if argv not in ([], ["on"], ["off"]):
+            raise UsageError("usage: %nbversion auto [on|off]")
+        events = self.shell.events
+        if argv == ["on"] and not self._auto_on:
+            events.register("post_run_cell", self._after_cell)
+        elif argv == ["off"] and self._auto_on:
+            events.unregister("post_run_cell", self._after_cell)
+        if argv:
+            self._auto_on = argv == ["on"]
+        if not self._auto_on:
+            return Text("auto snapshots are off")
+        return Text(
+            "auto snapshots are on: one after every cell that changes a variable, marked 'auto' "
+            "(nbversion log --auto shows them; nbversion gc --keep-auto N trims them)"
+        )
+
+    def _after_cell(self, result: Any) -> None:
+        """After a cell: take an auto snapshot if it changed a variable. Never raises: a
+        problem is one line on stderr, and the user's cell result stands."""
+        info = getattr(result, "info", None)
+        raw = getattr(info, "raw_cell", "") or ""
+        if result.error_before_exec is not None or _NBVERSION_CELL.match(raw):
+            return  # a restore or a snapshot is not new work; a cell that did not run changed nothing
+        try:
+            touched = None if self._auto_missed else touched_names(self.shell, raw)
+            if touched is not None:
+                touched = _with_aliases(self.shell.user_ns, touched)
+            names = frozenset(n for n in self.shell.user_ns if not n.startswith("_"))
+            if touched is not None and names == self._auto_names and not touched & names:
+                return  # nothing came, went or was touched: no need to look
+            self._auto_names = names
+            self._auto_missed = True  # until this snapshot is done: else the next one looks at all
+            api.snapshot(
+                f"auto: after cell [{result.execution_count}]", self.shell.user_ns, auto=True, touched=touched
+            )
+            self._auto_missed = False
+            self._since = len(self.shell.history_manager.input_hist_raw)
+        except KeyboardInterrupt:
+            print("nbversion auto: interrupted, no snapshot of this cell", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - auto mode must never break the user's cell
+            print(f"nbversion auto: no snapshot of this cell: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -188,6 +188,24 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX objects_first_snapshot_id ON objects(first_snapshot_id);
         """,
     ),
+    Migration(
+        5,
+        "auto snapshots",
+        """
+        ALTER TABLE snapshots ADD COLUMN auto INTEGER NOT NULL DEFAULT 0 CHECK (auto IN (0, 1));
+        DROP VIEW snapshot_log;
+        CREATE VIEW snapshot_log AS
+            SELECT s.id, s.created_at, s.message, s.parent, s.git_commit, s.git_branch, s.git_dirty,
+                s.notebook, s.auto,
+                (SELECT group_concat(name, ', ') FROM tags t WHERE t.snapshot_id = s.id) AS tags,
+                (SELECT count(*) FROM artifacts a WHERE a.snapshot_id = s.id AND a.source = 'variable') AS variables,
+                (SELECT count(*) FROM snapshot_files f WHERE f.snapshot_id = s.id) AS files,
+                (SELECT count(*) FROM metrics m WHERE m.snapshot_id = s.id) AS metrics,
+                (SELECT count(*) FROM skipped k WHERE k.snapshot_id = s.id) AS skipped,
+                (SELECT coalesce(sum(o.size), 0) FROM objects o WHERE o.first_snapshot_id = s.id) AS new_bytes
+            FROM snapshots s;
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1].number

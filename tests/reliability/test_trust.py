@@ -152,6 +152,7 @@ def test_planted_pickle_from_a_remote_is_refused_and_runs_only_with_trust(
     assert attacked.marker.read_text() == "pwned"
     assert shell.user_ns["model"] is None and (victim / "notes.txt").exists()
     attacked.marker.unlink()
+    shell.run_cell("model = 'changed'")  # so the restore below has to load it again
     shell.run_cell("%restore good --vars model")  # trusted once, trusted from then on
     assert attacked.marker.exists()
 
