@@ -150,13 +150,15 @@ def touched_names(shell: Any, raw_cell: str) -> set[str] | None:
     except (SyntaxError, ValueError):
         return None
     touched: set[str] = set()
+    read_only = _only_shown(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
-            touched.add(node.id)
+            if node.id in _REACHES_EVERYTHING:
+                return None
+            if id(node) not in read_only:
+                touched.add(node.id)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             touched.update(node.names)
-    if touched & _REACHES_EVERYTHING:
-        return None
     namespace = shell.user_ns
     pending = [name for name in touched if name in namespace]
     followed: set[int] = set()
@@ -176,6 +178,32 @@ def touched_names(shell: Any, raw_cell: str) -> set[str] | None:
                     touched.add(used)
                     pending.append(used)
     return touched
+
+
+#: Builtins that only look at their arguments.
+_SHOWING = frozenset({"print", "len", "repr", "str", "type", "id", "isinstance", "hasattr", "display"})
+
+
+def _only_shown(tree: ast.AST) -> set[int]:
+    """The ``id()`` of the names a cell only shows: in the arguments of ``print``, ``len``,
+    ``display``, ... (``print(a.shape)``, ``len(a)``), or as a whole expression statement
+    the kernel displays (``a``, ``a.shape``), with no call in between that could change them
+    (``print(a.pop())`` changes ``a``)."""
+    shown: set[int] = set()
+
+    def collect(node: ast.AST) -> None:
+        for child in ast.walk(node):
+            if isinstance(child, ast.Call):
+                return  # a call inside: leave the whole argument as touched
+        shown.update(id(child) for child in ast.walk(node) if isinstance(child, ast.Name))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SHOWING:
+            for argument in [*node.args, *(k.value for k in node.keywords)]:
+                collect(argument)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, (ast.Name, ast.Attribute, ast.Subscript)):
+            collect(node.value)
+    return shown
 
 
 def _with_aliases(namespace: dict[str, Any], names: set[str]) -> set[str]:
