@@ -242,3 +242,31 @@ def test_auto_mode_in_a_real_kernel(repo: Path) -> None:
     assert nbversion.load("HEAD", "b", repo=repo) == 20
     nbformat.validate(notebook)
     assert not any(o.get("name") == "stderr" for c in notebook.cells for o in c.outputs)
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("print(big.shape)", set()),
+        ("big", set()),
+        ("len(items)", set()),
+        ("print(items.pop())", {"items"}),
+        ("np.copyto(big.T, 5)", {"big"}),
+        ("z = big", {"z", "big"}),
+        ("for row in items:\n    row += 1", {"row", "items"}),
+        ("%snapshot 'x'\nbig[0] = 1", {"big"}),
+    ],
+)
+def test_which_names_a_cell_touches(shell: Any, cell: str, expected: set[str]) -> None:
+    from nbversion.magics import touched_names
+
+    shell.run_cell("import numpy as np\nbig = np.zeros(10)\nitems = [np.zeros(2)]")
+    touched = touched_names(shell, cell)
+    assert touched is not None and touched & {"big", "items", "z", "row", "np"} - {"np"} == expected
+
+
+def test_cells_that_reach_variables_by_name_touch_everything(shell: Any) -> None:
+    from nbversion.magics import touched_names
+
+    for cell in ("exec('a = 1')", "globals()['a'] = 1", "%time a = 1", "def (:"):
+        assert touched_names(shell, cell) is None
