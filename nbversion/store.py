@@ -468,11 +468,7 @@ class ObjectStore:
                 self.fs.mv(tmp, final)
             return PutResult(object_id, writer.size, True)
         except BaseException:
-            try:
-                if self.fs.exists(tmp):
-                    self.fs.rm_file(tmp)
-            except OSError:
-                pass  # the original error matters more; a stray temp file is only clutter
+            self._discard(tmp)
             raise
 
     def put_chunk(self, piece: Buffer, *, probe: bool = True) -> PutResult:
@@ -484,14 +480,16 @@ class ObjectStore:
         exactly what is written even if the value changes meanwhile.
         """
         if probe:
+            print_ = fingerprint([piece])  # outside the lock: the threads fingerprint at once
             with _memo_lock:
-                known = _fingerprints.get(fingerprint([piece]))
+                known = _fingerprints.get(print_)
             if known is not None and self.exists(known):
                 return PutResult(known, memoryview(piece).nbytes, False)
         data = bytes(piece)
         object_id = blake3.blake3(data, max_threads=1).hexdigest()
+        print_ = fingerprint([data])
         with _memo_lock:
-            _remember(fingerprint([data]), object_id)
+            _remember(print_, object_id)
         final = self.path(object_id)
         if self.fs.exists(final):
             return PutResult(object_id, len(data), False)
@@ -504,14 +502,18 @@ class ObjectStore:
                 self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
                 self.fs.mv(tmp, final)
         except BaseException:
-            try:
-                if self.fs.exists(tmp):
-                    self.fs.rm_file(tmp)
-            except OSError:
-                pass  # the original error matters more; a stray temp file is only clutter
+            self._discard(tmp)
             raise
         _moved(len(data))
         return PutResult(object_id, len(data), True)
+
+    def _discard(self, tmp: str) -> None:
+        """Remove a temporary file after a failed write, if it is there."""
+        try:
+            if self.fs.exists(tmp):
+                self.fs.rm_file(tmp)
+        except OSError:
+            pass  # the original error matters more; a stray temp file is only clutter
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
