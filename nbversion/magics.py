@@ -308,9 +308,12 @@ class NbversionMagics(Magics):
     #: wholly restored its variables: the cells after them are those that can change them.
     _since: int | None = None
 
+    _marked_at = 0
+
     def _mark(self, whole: bool = True) -> None:
         # The running cell (the last in the history) may go on after the magic: read it again.
-        self._since = len(self.shell.history_manager.input_hist_raw) - 1 if whole else None
+        self._marked_at = len(self.shell.history_manager.input_hist_raw)
+        self._since = self._marked_at - 1 if whole else None
 
     def _touched_since(self) -> set[str] | None:
         """The variables the cells since the last snapshot (or whole restore) in this kernel
@@ -319,8 +322,10 @@ class NbversionMagics(Magics):
         if self._since is None:
             return None
         history = self.shell.history_manager.input_hist_raw
-        if len(history) <= self._since:
-            return None  # the history was reset
+        if len(history) <= self._marked_at:
+            # No cell was recorded since: the same cell goes on, or code runs without history
+            # (an .ipy script, a frontend's silent request). What ran is unknown: look at all.
+            return None
         touched: set[str] = set()
         for cell in history[self._since :]:
             names = touched_names(self.shell, cell)
@@ -367,7 +372,7 @@ class NbversionMagics(Magics):
                 f"auto: after cell [{result.execution_count}]", self.shell.user_ns, auto=True, touched=touched
             )
             self._auto_missed = False
-            self._since = len(self.shell.history_manager.input_hist_raw)
+            self._marked_at = self._since = len(self.shell.history_manager.input_hist_raw)
         except KeyboardInterrupt:
             print("nbversion auto: interrupted, no snapshot of this cell", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - auto mode must never break the user's cell

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +68,11 @@ class Remotes:
             raise UsageProblem(f"remote name {name!r} is not valid: use letters, digits, '_', '-', '.'")
         if name in self.urls:
             raise UsageProblem(f"remote {name!r} exists already ({self.urls[name]}); remove it first")
+        if "@" in urllib.parse.urlsplit(url).netloc:  # user:password@host
+            raise UsageProblem(
+                f"remote URL for {name!r} has credentials in it, and remotes.json is committed: "
+                "give them to fsspec/boto the usual way (environment, ~/.aws, a profile) instead"
+            )
         _filesystem(url, self.path.parent.parent)  # fail now, not at the first push
         self.urls[name] = url
         if default or self.default is None:

@@ -178,3 +178,9 @@ def test_kernel_keeps_working_when_git_swaps_the_catalog(shell, repo: Path) -> N
     assert [m for (m,) in query(repo, "SELECT message FROM snapshots ORDER BY id")] == ["first", "third"]
     shell.run_cell("%restore HEAD~1")
     assert shell.user_ns["v"] == 1
+
+
+def test_a_remote_url_with_credentials_is_refused(repo: Path) -> None:
+    refused = cli(repo, "remote", "add", "team", "s3://AKIAEXAMPLE:secret@bucket/objects")
+    assert refused.returncode != 0 and "has credentials in it" in refused.stderr
+    assert not (repo / ".nbversion" / "remotes.json").exists() or "secret" not in (repo / ".nbversion" / "remotes.json").read_text()
