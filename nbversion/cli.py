@@ -89,7 +89,7 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_show_arguments(parser: argparse.ArgumentParser) -> None:
-    """``nbversion show REF [--patch]``."""
+    """``nbversion show [REF] [--patch]``."""
     parser.add_argument("ref", nargs="?", default="HEAD", help="the snapshot (default HEAD)")
     parser.add_argument("--patch", "-p", action="store_true", help="also print the stored uncommitted diff")
 
@@ -129,18 +129,18 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     add = actions.add_parser("add", help="add a remote: any fsspec URL or a directory")
-    add.add_argument("name")
+    add.add_argument("name", help="a short name for it (team, origin, ...)")
     add.add_argument("url", help="s3://bucket/prefix, gs://..., file:///path, or a directory")
     add.add_argument("--default", action="store_true", help="make it the default remote")
     actions.add_parser("list", help="list the remotes")
     remove = actions.add_parser("remove", help="forget a remote (its bytes stay)")
-    remove.add_argument("name")
+    remove.add_argument("name", help="the remote's name")
     trust = actions.add_parser(
         "trust", help="on this machine, load pickles fetched from this remote without --trust (they can run code)"
     )
-    trust.add_argument("name")
+    trust.add_argument("name", help="the remote's name")
     untrust = actions.add_parser("untrust", help="stop trusting a remote's pickles on this machine")
-    untrust.add_argument("name")
+    untrust.add_argument("name", help="the remote's name")
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,7 +162,7 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
-    """``nbversion gc [--grace HOURS] [--dry-run] [--keep-auto N]``."""
+    """``nbversion gc [--grace HOURS] [--dry-run] [--remote [NAME] [--yes]] [--keep-auto N]``."""
     parser.add_argument(
         "--grace", type=float, default=1.0, metavar="HOURS",
         help="keep anything younger than this, for snapshots in progress elsewhere (default 1)",
@@ -289,7 +289,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
         lambda a: api.pull(a.refs, all_snapshots=a.all, remote=a.remote),
     ),
     "status": ("what is not pushed yet, and what is not here yet", add_status_arguments, lambda a: api.status(remote=a.remote)),
-    "gc": ("remove local objects no snapshot needs (after a grace period)", add_gc_arguments, _gc),
+    "gc": ("remove objects no snapshot needs, here or on a remote (after a grace period)", add_gc_arguments, _gc),
     "check": (
         "re-hash stored objects; name each missing or corrupt one and the snapshots it breaks",
         add_check_arguments, _check,

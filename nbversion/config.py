@@ -6,8 +6,8 @@ Example::
     track = ["data", "models/*.pkl"]      # files and directories every snapshot keeps
     untracked_max_bytes = 1_000_000       # untracked files up to this size are kept whole
     notebook = "analysis.ipynb"           # when the kernel cannot tell its notebook's path
-    data_extensions = [".csv", ".parquet", ".json", ".npy", ".feather", ".tsv", ".txt"]
-    model_extensions = [".pkl", ".joblib", ".pt", ".pth", ".onnx", ".safetensors", ".h5", ".keras"]
+    data_extensions = [".csv", ".parquet"]  # files ending so are kind 'data' (replaces the default list)
+    model_extensions = [".pkl", ".pt"]      # files ending so are kind 'model' (replaces the default list)
     allow_secrets = ["api_token"]         # keep these variables although they look like credentials
 """
 
