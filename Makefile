@@ -1,4 +1,5 @@
-# make demo: set up .venv from pyproject.toml and run notebooks/quickstart.ipynb in a real kernel.
+# make demo: set up .venv from pyproject.toml and run notebooks/quickstart.ipynb, then
+# notebooks/tutorial.ipynb, each in a real kernel in a scratch repository under build/.
 # make test: set up .venv from pyproject.toml and run the test suite.
 # The virtualenv is refreshed whenever pyproject.toml changes.
 

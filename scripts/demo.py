@@ -1,8 +1,9 @@
-"""Run notebooks/quickstart.ipynb in a real Jupyter kernel, in a scratch git repository,
-and show what it printed and what the catalog now holds.
+"""Run notebooks/quickstart.ipynb, then notebooks/tutorial.ipynb, each in a real Jupyter kernel
+in a scratch git repository, and show what they printed and what each catalog now holds.
 
-Used by ``make demo``. The scratch repository is ``build/demo/`` (made anew each run), so
-the demo never writes a catalog into this project's own repository.
+Used by ``make demo``. The scratch repositories are ``build/demo/`` and ``build/tutorial/reviews/``
+(the tutorial also makes ``team-share/`` and ``teammate/`` beside its repository); both are made
+anew each run, so the demo never writes a catalog into this project's own repository.
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent.parent
-NOTEBOOK = HERE / "notebooks" / "quickstart.ipynb"
-WORK = HERE / "build" / "demo"
+BUILD = HERE / "build"
 
 
-def main() -> int:
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(WORK)], check=True)
-    shutil.copy(NOTEBOOK, WORK / NOTEBOOK.name)
-    # Tell nbversion which notebook this is: a headless kernel has no Jupyter server to ask.
-    (WORK / "pyproject.toml").write_text(f'[tool.nbversion]\nnotebook = "{NOTEBOOK.name}"\n')
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    print(f"Executing {NOTEBOOK.relative_to(HERE)} in a real kernel (in {WORK.relative_to(HERE)}/) ...\n")
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(WORK)}}).execute()
-    executed = WORK / "quickstart.executed.ipynb"
+def run(name: str, work: Path, repo: Path, pyproject: str | None = None) -> None:
+    """Execute notebooks/*name* with *repo* (a fresh git repository inside *work*) as its
+    working directory; print its cells and outputs, then a summary of the catalog."""
+    notebook_path = HERE / "notebooks" / name
+    shutil.rmtree(work, ignore_errors=True)
+    repo.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    shutil.copy(notebook_path, repo / name)
+    if pyproject is not None:
+        (repo / "pyproject.toml").write_text(pyproject)
+    notebook = nbformat.read(notebook_path, as_version=4)
+    print(f"Executing {notebook_path.relative_to(HERE)} in a real kernel (in {repo.relative_to(HERE)}/) ...\n")
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(repo)}}).execute()
+    executed = work / name.replace(".ipynb", ".executed.ipynb")
     nbformat.write(notebook, executed)
 
     for cell in notebook.cells:
@@ -44,7 +47,7 @@ def main() -> int:
                 print(text.rstrip())
         print()
 
-    catalog = WORK / ".nbversion" / "catalog.db"
+    catalog = repo / ".nbversion" / "catalog.db"
     print(f"The catalog ({catalog.relative_to(HERE)}) now holds, read with plain sqlite3:\n")
     with sqlite3.connect(f"file:{catalog}?mode=ro", uri=True) as conn:
         for table in ("snapshots", "artifacts", "metrics", "tags", "objects"):
@@ -57,7 +60,14 @@ def main() -> int:
         ):
             print(f"    {value:.3f}  {message}")
     conn.close()
-    print(f"\nExecuted notebook saved to {executed.relative_to(HERE)}")
+    print(f"\nExecuted notebook saved to {executed.relative_to(HERE)}\n")
+
+
+def main() -> int:
+    # Tell nbversion which notebook this is: a headless kernel has no Jupyter server to ask.
+    run("quickstart.ipynb", BUILD / "demo", BUILD / "demo", '[tool.nbversion]\nnotebook = "quickstart.ipynb"\n')
+    # The tutorial writes its own pyproject.toml, and makes team-share/ and teammate/ beside its repository.
+    run("tutorial.ipynb", BUILD / "tutorial", BUILD / "tutorial" / "reviews")
     return 0
 
 
