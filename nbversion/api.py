@@ -135,6 +135,8 @@ class RestoreResult:
     removed: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: of *restored*, those the kernel held already as stored (kept, not loaded again)
+    unchanged: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         line = f'restored {_plural(len(self.restored), "variable")}'
@@ -143,6 +145,8 @@ class RestoreResult:
         line += f' from {short_id(self.id)} "{printable(self.message)}"'  # catalog text: anyone's
         if self.restored:
             line += ": " + ", ".join(self.restored)
+        if self.unchanged:
+            line += f" ({len(self.unchanged)} already as stored, not loaded again)"
         if self.removed:
             line += "; removed " + ", ".join(self.removed)
         return "\n".join([line, *(f"warning: {printable(w, LINE_LIMIT)}" for w in self.warnings)])
@@ -423,7 +427,7 @@ def restore(
                     for name in removed:
                         del namespace[name]
                 _session_parent[str(catalog.path)] = snapshot_id
-    return RestoreResult(snapshot_id, record["message"], wanted, removed, changed, warnings)
+    return RestoreResult(snapshot_id, record["message"], wanted, removed, changed, warnings, list(same))
 
 
 def load(ref: str, name: str, *, trust: bool = False, repo: PathLike | None = None) -> Any:
@@ -665,7 +669,9 @@ def gc(
     cutoff = time.time() - grace_seconds
     with project.open_catalog() as catalog:
         pruned: list[str] = []
-        if keep_auto is not None and not dry_run:
+        if keep_auto is not None and dry_run:
+            pruned = catalog.auto_beyond(keep_auto)
+        elif keep_auto is not None:
             with interrupts.deferred():
                 pruned = catalog.prune_auto(keep_auto)
         needed = catalog.referenced_objects()
@@ -684,7 +690,8 @@ def gc(
                     store.fs.rm_file(path)
     verb = "would remove" if dry_run else "removed"
     return Text(
-        (f"deleted {_plural(len(pruned), 'auto snapshot')}; " if keep_auto is not None and not dry_run else "")
+        (f"{'would delete' if dry_run else 'deleted'} {_plural(len(pruned), 'auto snapshot')}"
+         + (" (then more objects would be unreferenced); " if dry_run else "; ") if keep_auto is not None else "")
         + f"{verb} {_plural(len(removable), 'unreferenced object')} ({format_bytes(sum(s for _, s in removable))})"
         f" and {_plural(len(temporary), 'abandoned temporary file')}; kept {_plural(len(needed), 'object')}"
         " that snapshots need and anything younger than "

@@ -589,6 +589,15 @@ class Catalog:
             row["summary"] = _summary(row["summary"])
         return rows
 
+    def auto_beyond(self, keep: int) -> list[str]:
+        """The untagged auto snapshots older than the newest *keep*, newest first."""
+        rows = self.conn.execute(
+            "SELECT id FROM snapshots WHERE auto = 1 AND id NOT IN (SELECT snapshot_id FROM tags)"
+            " ORDER BY id DESC LIMIT -1 OFFSET ?",
+            (keep,),
+        )
+        return [r[0] for r in rows]
+
     def prune_auto(self, keep: int) -> list[str]:
         """Delete all but the newest *keep* auto snapshots (never a tagged one), with their
         rows, and forget the objects nothing references any more (``gc`` then removes their
@@ -597,14 +606,7 @@ class Catalog:
         :returns: the ids deleted.
         """
         with self.transaction() as conn:
-            doomed = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT id FROM snapshots WHERE auto = 1 AND id NOT IN (SELECT snapshot_id FROM tags)"
-                    " ORDER BY id DESC LIMIT -1 OFFSET ?",
-                    (keep,),
-                )
-            ]
+            doomed = self.auto_beyond(keep)
             for snapshot_id in sorted(doomed, reverse=True):  # newest first: parents stay valid
                 conn.execute(
                     "UPDATE snapshots SET parent = (SELECT parent FROM snapshots WHERE id = :s) WHERE parent = :s",

@@ -180,13 +180,16 @@ def test_code_run_by_name_makes_the_snapshot_look_at_everything(shell: Any, repo
     assert nbversion.load("HEAD", "x", repo=repo) == [1, 2, 3]
 
 
-def test_restore_loads_only_what_differs(shell: Any, repo: Path) -> None:
+def test_restore_loads_only_what_differs(shell: Any, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shell.run_cell("import numpy as np\nbig = np.arange(4_000_000.0)\nsmall = [1]")
     shell.run_cell('%snapshot "one" --tag one')
     shell.run_cell("small = [2]")
     shell.run_cell('%snapshot "two"')
     before = shell.user_ns["big"]
+    capsys.readouterr()
     shell.run_cell("%restore one")
+    out = capsys.readouterr().out
+    assert "restored 2 variables" in out and "(1 already as stored, not loaded again)" in out
     assert shell.user_ns["big"] is before and shell.user_ns["small"] == [1]  # big was the same
     shell.run_cell("big[0] = -5")
     shell.run_cell("%restore one")
@@ -212,6 +215,8 @@ def test_auto_mode_snapshots_after_cells_that_change_state_only(shell: Any, repo
     assert "... and 5 auto snapshots (--auto shows them)" in str(nbversion.log(repo=repo))
     assert str(nbversion.log(auto=True, repo=repo)).count("(auto)") == 5
 
+    assert str(nbversion.gc(keep_auto=2, dry_run=True, repo=repo)).startswith("would delete 3 auto snapshots")
+    assert len(messages(repo)) == 6
     text = str(nbversion.gc(keep_auto=2, repo=repo))
     assert text.startswith("deleted 3 auto snapshots")
     assert messages(repo) == ["auto: after cell [8]", "auto: after cell [9]", "mine"]
