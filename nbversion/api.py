@@ -277,7 +277,8 @@ def snapshot(
             f"another connection is reading {project.catalog_path.name}, so its WAL could not be "
             "folded in yet: commit it to git after the next snapshot"
         )
-    if notebook_path is None and "In" in namespace and not _said["notebook"]:
+    in_jupyter = "ipykernel" in sys.modules  # a terminal IPython has no notebook file to find
+    if notebook_path is None and "In" in namespace and in_jupyter and not _said["notebook"]:
         _said["notebook"] = True
         notes.append(
             "the notebook file's path is unknown, so only the executed cells are kept; "
@@ -498,7 +499,7 @@ def _check_trust(
     trusted_urls = cache.trusted_remotes()
     for artifact in risky:
         what = f"variable {artifact['name']!r} of snapshot {short_id(snapshot_id)} is a pickle"
-        risk = "loading it can run code: restore with --trust if you trust who made it"
+        risk = "loading it can run code: restore with --trust (trust=True in Python) if you trust who made it"
         origin = cache.fetched_from(artifact["object_id"])
         if cache.is_trusted_object(artifact["object_id"]) or (origin is not None and origin[1] in trusted_urls):
             continue

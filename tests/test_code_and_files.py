@@ -121,14 +121,21 @@ def test_notebook_file_found_by_env_explicit_or_said_once(repo: Path, monkeypatc
 def test_unknown_notebook_path_is_said_once_not_failed(shell, repo: Path, capsys, monkeypatch) -> None:
     import nbversion.api
 
+    import sys
+    import types
+
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     monkeypatch.setitem(nbversion.api._said, "notebook", False)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     shell.run_cell("v = 1")
+    shell.run_cell("%snapshot in a terminal")  # no notebook to find there: nothing to say
+    assert "path is unknown" not in capsys.readouterr().out
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # as in Jupyter
     shell.run_cell("%snapshot one")
     shell.run_cell("%snapshot two")
     out = capsys.readouterr().out
     assert out.count("the notebook file's path is unknown") == 1
-    assert query(repo, "SELECT count(*) FROM snapshots") == [(2,)]
+    assert query(repo, "SELECT count(*) FROM snapshots") == [(3,)]
 
 
 # -- environment -----------------------------------------------------------------------------------

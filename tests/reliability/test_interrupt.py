@@ -25,6 +25,15 @@ from fsspec.implementations.local import LocalFileSystem
 from nbversion import catalog, store, worktree
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises() -> Any:
+    """Ctrl-C raises KeyboardInterrupt, as in a kernel or a terminal. (A process started in
+    the background by a shell, as CI may run the tests, inherits SIGINT ignored.)"""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_on_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, nth: int = 1) -> list[int]:
     """Deliver a real SIGINT to this process on the *nth* call of ``owner.name``."""
     original = getattr(owner, name)

@@ -128,7 +128,7 @@ def attacked(request, repo: Path, tmp_path: Path) -> Setup:
 def refusal(setup: Setup, variable: str = "model") -> str:
     return (
         f"variable {variable!r} of snapshot {setup.short_id} is a pickle from remote 'team'; loading it can run "
-        "code: restore with --trust if you trust who made it, or nbversion remote trust team"
+        "code: restore with --trust (trust=True in Python) if you trust who made it, or nbversion remote trust team"
     )
 
 
@@ -234,7 +234,7 @@ def test_a_pickle_planted_through_git_is_refused(repo: Path, tmp_path: Path) -> 
         nbversion.restore("good", {}, repo=victim)
     assert str(refused.value) == (
         f"variable 'model' of snapshot {short_id} is a pickle that was neither made on this machine nor fetched "
-        "from a remote; loading it can run code: restore with --trust if you trust who made it"
+        "from a remote; loading it can run code: restore with --trust (trust=True in Python) if you trust who made it"
     )
     assert not marker.exists()
 
