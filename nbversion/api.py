@@ -52,7 +52,7 @@ from .errors import CatalogError, MissingObject, NbversionError, RefNotFound, Un
 from . import remote as transfers
 from .project import CATALOG_NAME, DIRNAME, STATE_NAME, Project
 from .remote import Remotes
-from .store import reporting
+from .store import IdOnlyStore, reporting
 
 PathLike = str | os.PathLike[str]
 
@@ -226,6 +226,12 @@ def snapshot(
         kept: list[str] = []
         if touched is not None and session_parent is not None:  # only what the cells used can have changed
             kept = [n for n in names if n in previous and n not in touched and previous[n]["codec"] != "source"]
+            # Names that were one object are looked at together, or not at all.
+            def root(name: str) -> str:
+                return previous[name]["summary"].get("alias_of") or name
+
+            looked_roots = {root(n) for n in names if n in previous and n not in kept}
+            kept = [n for n in kept if root(n) not in looked_roots and n not in looked_roots]
         look = [n for n in names if n not in set(kept)] if kept else names
         expected = sum(_nbytes(namespace[n]) for n in look)
         with progress("snapshot", expected or None) as moved, reporting(moved):
@@ -242,7 +248,9 @@ def snapshot(
         environment = capture_env.capture(cache)
         artifacts = [*captured.artifacts, *tracked.artifacts, *git_artifacts, *code]
         # Pickles this machine made load here without --trust (see "Trust" above).
-        cache.trust_objects((a.object_id for a in captured.artifacts if a.codec in codecs.RUNS_CODE), "made")
+        cache.trust_objects(
+            (a.object_id for a in captured.artifacts if a.codec in codecs.RUNS_CODE and a.name not in set(kept)), "made"
+        )
         snapshot_id = new_id()
         with interrupts.deferred():  # the row is committed and remembered as the parent, or neither
             checkpointed = catalog.add_snapshot(
@@ -331,7 +339,6 @@ def restore(
     force: bool = False,
     trust: bool = False,
     repo: PathLike | None = None,
-    touched: Collection[str] | None = None,
 ) -> RestoreResult:
     """Bring back the variables and tracked files of the snapshot *ref* names.
 
@@ -347,9 +354,6 @@ def restore(
     :param files: restore tracked files too (default).
     :param files_only: restore only the files, no variable.
     :param force: overwrite files even when their current content is in no snapshot.
-    :param touched: the variables the cells since this kernel's last snapshot or restore may
-        have changed (see :func:`snapshot`): any other variable whose stored bytes are the
-        same in that snapshot and in *ref* is kept as it is, not loaded again.
     :param trust: load pickled values even when this machine does not trust them (they came
         from a remote not trusted here, or by git): loading them can run their author's code.
         Those objects are trusted here from then on.
@@ -363,7 +367,9 @@ def restore(
         raise UsageProblem("--exact restores a whole snapshot: it cannot be combined with --vars")
     if files_only and (vars is not None or exact or not files):
         raise UsageProblem("--files-only cannot be combined with --vars, --exact or --no-files")
+    whole_namespace = False
     if not files_only:
+        whole_namespace = _is_kernel_namespace(namespace)
         namespace, hidden = _namespace(namespace)
     project = Project.find(repo)
     with _open_existing(project, ref) as catalog, project.stat_cache() as cache:
@@ -388,18 +394,15 @@ def restore(
             _check_variable_name(name, snapshot_id)
         file_artifacts = catalog.artifacts(snapshot_id, "file") if ((files and vars is None) or files_only) else []
         _fetch_missing(project, catalog, [stored[n]["object_id"] for n in wanted] + [a["object_id"] for a in file_artifacts if a["object_id"]])
-        # Variables that still hold what *ref* has (unchanged since this kernel's last
-        # snapshot, which has the same bytes for them) need no loading.
-        session_parent = _session_parent.get(str(catalog.path))
+        # Variables that hold exactly what *ref* has (the same object ids, computed without
+        # writing) are kept, not loaded again; pickles are always loaded.
         same: dict[str, Any] = {}
-        if touched is not None and session_parent is not None and not files_only:
-            current = {a["name"]: a for a in catalog.artifacts(session_parent, "variable")}
+        if not files_only:
             same = {
                 name: namespace[name]
                 for name in wanted
-                if name in namespace and name not in touched and name in current
-                and current[name]["object_id"] == stored[name]["object_id"]
-                and current[name]["summary"].get("alias_of") == stored[name]["summary"].get("alias_of")
+                if name in namespace and not stored[name]["summary"].get("alias_of")
+                and _holds(namespace[name], stored[name])
             }
         loading = [name for name in wanted if name not in same]
         _check_trust(project, cache, snapshot_id, [stored[name] for name in loading], trust)
@@ -427,7 +430,10 @@ def restore(
                     namespace.update(values)
                     for name in removed:
                         del namespace[name]
-                _session_parent[str(catalog.path)] = snapshot_id
+                if vars is None and not files_only and whole_namespace:
+                    _session_parent[str(catalog.path)] = snapshot_id
+                else:  # the kernel's variables are not the snapshot's: no parent to build on
+                    _session_parent.pop(str(catalog.path), None)
     return RestoreResult(snapshot_id, record["message"], wanted, removed, changed, warnings, list(same))
 
 
@@ -675,6 +681,7 @@ def gc(
         elif keep_auto is not None:
             with interrupts.deferred():
                 pruned = catalog.prune_auto(keep_auto)
+                project.note_wal(catalog.checkpoint())
         needed = catalog.referenced_objects()
         needed.update((oid, 0) for oid in catalog.all_object_ids())
         removable = [
@@ -1168,6 +1175,25 @@ def _namespace(
     if shell is not None and namespace is shell.user_ns:
         return namespace, shell.user_ns_hidden
     return namespace, {}
+
+
+def _holds(value: Any, artifact: dict[str, Any]) -> bool:
+    """Whether *value* would be stored as exactly *artifact*'s object (hashing, no writes).
+    Pickled values are never compared: pickling one costs about as much as loading it."""
+    if artifact["codec"] not in ("npy", "npy-chunks", "frame", "arrow", "json"):
+        return False
+    try:
+        codec, put = codecs.encode(value, IdOnlyStore(), probe=True)
+    except (NbversionError, RecursionError):
+        return False
+    return codec == artifact["codec"] and put.object_id == artifact["object_id"]
+
+
+def _is_kernel_namespace(namespace: MutableMapping[str, Any] | None) -> bool:
+    """Whether *namespace* is (or defaults to) the running IPython shell's variables."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and (namespace is None or namespace is shell.user_ns)
 
 
 def _plural(count: int, word: str) -> str:

@@ -39,10 +39,6 @@ def add_snapshot_arguments(parser: argparse.ArgumentParser) -> None:
         help="files or directories to keep too (besides [tool.nbversion] track)",
     )
     parser.add_argument("--notebook", metavar="PATH", help="the notebook file, when it cannot be found by itself")
-    parser.add_argument(
-        "--full", action="store_true",
-        help="look at every variable, not only those the cells since the last snapshot used",
-    )
 
 
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:

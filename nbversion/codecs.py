@@ -80,7 +80,12 @@ def _parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [function(item) for item in items]
     with ThreadPoolExecutor(PART_WORKERS, thread_name_prefix="nbversion-parts") as pool:
         futures = [pool.submit(contextvars.copy_context().run, function, item) for item in items]
-        return [future.result() for future in futures]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:  # Ctrl-C or a failed part: do not start the rest
+            for future in futures:
+                future.cancel()
+            raise
 
 #: Containers up to this many elements are checked for the JSON codec; bigger ones pickle.
 JSON_MAX_ITEMS = 10_000
@@ -381,6 +386,8 @@ def _is_column_frame(value: Any) -> bool:
     pd = sys.modules["pandas"]
     if value.memory_usage(index=True, deep=False).sum() < FRAME_MIN:
         return False
+    if value.columns.name is not None and not isinstance(value.columns.name, str):
+        return False  # the manifest keeps names as JSON strings
     index = value.index
     if isinstance(index, pd.RangeIndex):
         return index.name is None or isinstance(index.name, str)
@@ -458,8 +465,11 @@ def _read_frame(store: ObjectStore, object_id: str) -> Any:
         if index_spec.get("codec") not in ("npy", "npy-chunks"):
             raise CorruptObject(f"object {object_id}: a frame's index may only be npy")
         index = pd.Index(load(index_spec["codec"], check_object_id(index_spec["object"])), name=index_spec.get("name"), copy=False)
-    frame = pd.DataFrame(columns, index=index, copy=False)
-    frame.columns.name = manifest.get("columns_name")
+    try:
+        frame = pd.DataFrame(columns, index=index, copy=False)
+        frame.columns.name = manifest.get("columns_name")
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"object {object_id}: its columns do not make a frame: {exc}") from None
     return frame
 
 
@@ -492,6 +502,7 @@ def _is_arrow_frame(value: Any) -> bool:
         isinstance(columns, pd.MultiIndex)
         or not columns.is_unique
         or not all(type(c) is str for c in columns)
+        or not (columns.name is None or type(columns.name) is str)  # Arrow gives a tuple back as a list
         or value.attrs
     ):
         return False

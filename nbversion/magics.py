@@ -159,6 +159,19 @@ def touched_names(shell: Any, raw_cell: str) -> set[str] | None:
                 touched.add(node.id)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             touched.update(node.names)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None  # binds names nobody can list here
+                touched.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            touched.add(node.name)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            touched.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            touched.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            touched.add(node.rest)
     namespace = shell.user_ns
     pending = [name for name in touched if name in namespace]
     followed: set[int] = set()
@@ -166,8 +179,17 @@ def touched_names(shell: Any, raw_cell: str) -> set[str] | None:
         value = namespace.get(pending.pop())
         cls = value if isinstance(value, type) else type(value)
         members = [value] if isinstance(value, types.FunctionType) else []
-        if getattr(cls, "__module__", None) == "__main__":  # a notebook class, or one of its objects
-            members += list(vars(cls).values())
+        for klass in getattr(cls, "__mro__", ()):  # a notebook class, or one of its objects
+            if getattr(klass, "__module__", None) == "__main__":
+                for member in vars(klass).values():
+                    members.append(member.fget if isinstance(member, property) else member)
+        for function in list(members):  # what a closure holds is reached through it
+            for cell in getattr(function, "__closure__", None) or ():
+                try:
+                    held = id(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    continue
+                touched.update(name for name, v in namespace.items() if id(v) == held)
         for member in members:
             code = getattr(getattr(member, "__func__", member), "__code__", None)
             if code is None or id(code) in followed or getattr(member, "__module__", "__main__") != "__main__":
@@ -193,8 +215,8 @@ def _only_shown(tree: ast.AST) -> set[int]:
 
     def collect(node: ast.AST) -> None:
         for child in ast.walk(node):
-            if isinstance(child, ast.Call):
-                return  # a call inside: leave the whole argument as touched
+            if isinstance(child, (ast.Call, ast.NamedExpr, ast.Starred, ast.Subscript)):
+                return  # a call, an assignment, an iteration or a lookup (a defaultdict) inside
         shown.update(id(child) for child in ast.walk(node) if isinstance(child, ast.Name))
 
     for node in ast.walk(tree):
@@ -207,9 +229,18 @@ def _only_shown(tree: ast.AST) -> set[int]:
 
 
 def _with_aliases(namespace: dict[str, Any], names: set[str]) -> set[str]:
-    """*names* and every other name for the same objects (``b = a``: changing one changes both)."""
+    """*names* and every other name for the same objects (``b = a``: changing one changes
+    both), and every array that shares memory with a named one (``v = a[:2]``)."""
     ids = {id(namespace[name]) for name in names if name in namespace}
-    return names | {name for name, value in namespace.items() if id(value) in ids}
+    found = names | {name for name, value in namespace.items() if id(value) in ids}
+    np = sys.modules.get("numpy")
+    if np is not None:
+        arrays = [namespace[name] for name in found if isinstance(namespace.get(name), np.ndarray)]
+        found |= {
+            name for name, value in namespace.items()
+            if isinstance(value, np.ndarray) and name not in found and any(np.may_share_memory(value, a) for a in arrays)
+        }
+    return found
 
 
 def _code_names(code: Any) -> set[str]:
@@ -233,14 +264,12 @@ class NbversionMagics(Magics):
     @line_magic
     @_verb(_SNAPSHOT)
     def snapshot(self, args: argparse.Namespace) -> None:
-        touched = None if args.full else self._touched_since()
         print(
             api.snapshot(
                 " ".join(args.message), self.shell.user_ns, tag=args.tag, vars=args.vars,
-                exclude=args.exclude, files=args.files, notebook=args.notebook, touched=touched,
+                exclude=args.exclude, files=args.files, notebook=args.notebook,
             )
         )
-        self._mark()
 
     @line_magic
     @_verb(_RESTORE)
@@ -249,11 +278,8 @@ class NbversionMagics(Magics):
             api.restore(
                 args.ref, self.shell.user_ns, vars=args.vars, exact=args.exact,
                 files=not args.no_files, files_only=args.files_only, force=args.force, trust=args.trust,
-                touched=self._touched_since(),
             )
         )
-        # After a whole restore the variables are the snapshot's again; after part of one, not.
-        self._mark(whole=args.vars is None and not args.files_only)
 
     @line_magic
     @_verb(_SNAPSHOTS)
@@ -304,35 +330,6 @@ class NbversionMagics(Magics):
     _auto_on = False
     _auto_missed = False
     _auto_names: frozenset[str] = frozenset()
-    #: How many cells of the input history were read when this kernel last snapshotted or
-    #: wholly restored its variables: the cells after them are those that can change them.
-    _since: int | None = None
-
-    _marked_at = 0
-
-    def _mark(self, whole: bool = True) -> None:
-        # The running cell (the last in the history) may go on after the magic: read it again.
-        self._marked_at = len(self.shell.history_manager.input_hist_raw)
-        self._since = self._marked_at - 1 if whole else None
-
-    def _touched_since(self) -> set[str] | None:
-        """The variables the cells since the last snapshot (or whole restore) in this kernel
-        may have changed; ``None`` (look at every one) when that cannot be told. Code run
-        without history (a frontend's silent requests) is not seen: ``%snapshot --full``."""
-        if self._since is None:
-            return None
-        history = self.shell.history_manager.input_hist_raw
-        if len(history) <= self._marked_at:
-            # No cell was recorded since: the same cell goes on, or code runs without history
-            # (an .ipy script, a frontend's silent request). What ran is unknown: look at all.
-            return None
-        touched: set[str] = set()
-        for cell in history[self._since :]:
-            names = touched_names(self.shell, cell)
-            if names is None:
-                return None
-            touched |= names
-        return _with_aliases(self.shell.user_ns, touched)
 
     def _auto(self, argv: list[str]) -> Any:
         """``%nbversion auto on|off``: snapshot after every cell that changed a variable."""
@@ -357,8 +354,8 @@ class NbversionMagics(Magics):
         problem is one line on stderr, and the user's cell result stands."""
         info = getattr(result, "info", None)
         raw = getattr(info, "raw_cell", "") or ""
-        if result.error_before_exec is not None or _NBVERSION_CELL.match(raw):
-            return  # a restore or a snapshot is not new work; a cell that did not run changed nothing
+        if result.error_before_exec is not None:
+            return  # a cell that did not run changed nothing
         try:
             touched = None if self._auto_missed else touched_names(self.shell, raw)
             if touched is not None:
@@ -372,7 +369,6 @@ class NbversionMagics(Magics):
                 f"auto: after cell [{result.execution_count}]", self.shell.user_ns, auto=True, touched=touched
             )
             self._auto_missed = False
-            self._marked_at = self._since = len(self.shell.history_manager.input_hist_raw)
         except KeyboardInterrupt:
             print("nbversion auto: interrupted, no snapshot of this cell", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - auto mode must never break the user's cell

@@ -43,6 +43,13 @@ GITIGNORE = f"""\
 """
 
 
+def _identity(path: Path) -> str:
+    """Which file *path* is: its inode, size and modification time (a file git writes in its
+    place may get the same inode number back, but not also the same size and time)."""
+    stat = path.stat()
+    return f"{stat.st_ino} {stat.st_size} {stat.st_mtime_ns}"
+
+
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
     """Return the root of the git work tree containing *start* (default: the current
     directory), or *start* itself when it is not inside one."""
@@ -110,7 +117,7 @@ class Project:
         if folded:
             owner.unlink(missing_ok=True)
         else:
-            owner.write_text(str(self.catalog_path.stat().st_ino))
+            owner.write_text(_identity(self.catalog_path))
 
     def _set_aside_foreign_wal(self) -> None:
         """If git replaced ``catalog.db`` (checkout, pull, stash) while snapshots of the old
@@ -118,17 +125,17 @@ class Project:
         WAL aside instead, and say so."""
         owner = self.dir / WAL_OWNER_NAME
         try:
-            recorded = int(owner.read_text())
-        except (FileNotFoundError, ValueError):
+            recorded = owner.read_text()
+        except FileNotFoundError:
             return
         wal = self.dir / f"{CATALOG_NAME}-wal"
         try:
-            inode = self.catalog_path.stat().st_ino
+            current = _identity(self.catalog_path)
             pending = wal.stat().st_size > 0
         except FileNotFoundError:
             pending = False
-            inode = recorded
-        if inode == recorded and pending:
+            current = recorded
+        if current == recorded and pending:
             return  # still the same file: its WAL is its own
         if pending:
             stale = self.dir / f"{CATALOG_NAME}-wal.replaced-{time.strftime('%Y%m%dT%H%M%S')}"

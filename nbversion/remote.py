@@ -68,7 +68,7 @@ class Remotes:
             raise UsageProblem(f"remote name {name!r} is not valid: use letters, digits, '_', '-', '.'")
         if name in self.urls:
             raise UsageProblem(f"remote {name!r} exists already ({self.urls[name]}); remove it first")
-        if "@" in urllib.parse.urlsplit(url).netloc:  # user:password@host
+        if urllib.parse.urlsplit(url).password is not None:  # user:password@host (a user alone is fine)
             raise UsageProblem(
                 f"remote URL for {name!r} has credentials in it, and remotes.json is committed: "
                 "give them to fsspec/boto the usual way (environment, ~/.aws, a profile) instead"

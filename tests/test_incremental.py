@@ -167,16 +167,14 @@ def test_snapshot_looks_at_what_cells_touched_and_catches_indirect_changes(shell
     assert nbversion.load("HEAD", "items", repo=repo)[0].tolist() == [1.0, 1.0, 1.0]
 
 
-def test_code_run_by_name_makes_the_snapshot_look_at_everything(shell: Any, repo: Path) -> None:
+def test_a_snapshot_sees_changes_made_by_name_and_from_outside_cells(shell: Any, repo: Path) -> None:
     shell.run_cell("x = [1]")
     shell.run_cell('%snapshot "start"')
     shell.run_cell("exec('x.append(2)')")
     shell.run_cell('%snapshot "after exec"')
     assert nbversion.load("HEAD", "x", repo=repo) == [1, 2]
-    shell.user_ns["x"].append(3)  # no cell: only --full sees it
-    shell.run_cell('%snapshot "blind"')
-    assert nbversion.load("HEAD", "x", repo=repo) == [1, 2]
-    shell.run_cell('%snapshot "full" --full')
+    shell.user_ns["x"].append(3)  # changed from outside any cell: %snapshot still sees it
+    shell.run_cell('%snapshot "outside"')
     assert nbversion.load("HEAD", "x", repo=repo) == [1, 2, 3]
 
 
@@ -206,19 +204,20 @@ def test_auto_mode_snapshots_after_cells_that_change_state_only(shell: Any, repo
         shell.run_cell(cell)
     shell.run_cell("%nbversion auto off")
     shell.run_cell("x = 99")
-    assert messages(repo) == [f"auto: after cell [{n}]" for n in (3, 5, 7, 8, 9)]
-    assert query(repo, "SELECT count(*) FROM snapshots WHERE auto = 1") == [(5,)]
+    # The state when auto mode was turned on, then every cell that changed it.
+    assert messages(repo) == [f"auto: after cell [{n}]" for n in (2, 3, 5, 7, 8, 9)]
+    assert query(repo, "SELECT count(*) FROM snapshots WHERE auto = 1") == [(6,)]
     assert nbversion.load("HEAD", "big", repo=repo)[3] == 1.0
     log = str(nbversion.log(repo=repo))
-    assert "no snapshots of your own yet, 5 auto snapshots (--auto shows them)" in log
+    assert "no snapshots of your own yet, 6 auto snapshots (--auto shows them)" in log
     shell.run_cell('%snapshot "mine"')
-    assert "... and 5 auto snapshots (--auto shows them)" in str(nbversion.log(repo=repo))
-    assert str(nbversion.log(auto=True, repo=repo)).count("(auto)") == 5
+    assert "... and 6 auto snapshots (--auto shows them)" in str(nbversion.log(repo=repo))
+    assert str(nbversion.log(auto=True, repo=repo)).count("(auto)") == 6
 
-    assert str(nbversion.gc(keep_auto=2, dry_run=True, repo=repo)).startswith("would delete 3 auto snapshots")
-    assert len(messages(repo)) == 6
+    assert str(nbversion.gc(keep_auto=2, dry_run=True, repo=repo)).startswith("would delete 4 auto snapshots")
+    assert len(messages(repo)) == 7
     text = str(nbversion.gc(keep_auto=2, repo=repo))
-    assert text.startswith("deleted 3 auto snapshots")
+    assert text.startswith("deleted 4 auto snapshots")
     assert messages(repo) == ["auto: after cell [8]", "auto: after cell [9]", "mine"]
     assert nbversion.check(repo=repo).ok
 
@@ -275,3 +274,77 @@ def test_cells_that_reach_variables_by_name_touch_everything(shell: Any) -> None
 
     for cell in ("exec('a = 1')", "globals()['a'] = 1", "%time a = 1", "def (:"):
         assert touched_names(shell, cell) is None
+
+
+# -- what review found -------------------------------------------------------------------------
+
+
+def test_after_a_partial_restore_the_next_snapshots_record_the_live_values(shell: Any, repo: Path) -> None:
+    shell.run_cell("x = 10\nz = 20")
+    shell.run_cell('%snapshot "S" --tag S')
+    shell.run_cell("x = 1\nz = 2")
+    shell.run_cell('%snapshot "T"')
+    shell.run_cell("%nbversion auto on")
+    shell.run_cell("%restore S --vars x")
+    shell.run_cell("y = 1")  # an auto snapshot: z must be the live 2, not S's 20
+    assert nbversion.load("HEAD", "z", repo=repo) == 2 and nbversion.load("HEAD", "x", repo=repo) == 10
+    shell.run_cell("%nbversion auto off")
+    shell.run_cell("%nbversion restore S")  # files only: the variables stay as they are
+    shell.run_cell('%snapshot "after files"')
+    assert nbversion.load("HEAD", "z", repo=repo) == 2
+
+
+def test_auto_mode_sees_a_cell_that_snapshots_and_then_assigns(shell: Any, repo: Path) -> None:
+    shell.run_cell("a = 1")
+    shell.run_cell("%nbversion auto on")
+    shell.run_cell('%snapshot "m"\na = 5')
+    shell.run_cell("b = 2")
+    assert nbversion.load("HEAD", "a", repo=repo) == 5
+
+
+def test_aliases_are_looked_at_together_and_restored_as_they_were(shell: Any, repo: Path) -> None:
+    shell.run_cell("%nbversion auto on")
+    shell.run_cell("a = [1]\nb = a")
+    shell.run_cell("a = [9]")  # b keeps the old list, and is no longer an alias of a
+    ns: dict[str, Any] = {}
+    nbversion.restore("HEAD", ns, repo=repo)
+    assert ns["a"] == [9] and ns["b"] == [1]
+
+
+def test_rebinding_by_import_def_or_walrus_is_seen_by_auto_mode(shell: Any, repo: Path) -> None:
+    shell.run_cell("n = 1\nm = 1\nk = 1")
+    shell.run_cell("%nbversion auto on")
+    shell.run_cell("from math import pi as n")
+    shell.run_cell("def m():\n    return 0\n")
+    shell.run_cell("print(k := 5)")
+    assert abs(nbversion.load("HEAD", "n", repo=repo) - 3.14159) < 1e-4
+    assert nbversion.load("HEAD", "k", repo=repo) == 5
+    assert query(repo, "SELECT codec FROM artifacts WHERE name = 'm' ORDER BY snapshot_id DESC LIMIT 1") == [("source",)]
+
+
+def test_a_view_of_a_touched_array_is_looked_at_too(shell: Any, repo: Path) -> None:
+    shell.run_cell("import numpy as np\narr = np.zeros(4)\nview = arr[:2]")
+    shell.run_cell("%nbversion auto on")
+    shell.run_cell("arr[:] = 7")
+    assert nbversion.load("HEAD", "view", repo=repo).tolist() == [7.0, 7.0]
+
+
+def test_restore_compares_values_exactly_before_keeping_them(shell: Any, repo: Path) -> None:
+    shell.run_cell("import numpy as np\narr = np.zeros(4)\nview = arr[:2]")
+    shell.run_cell('%snapshot "s1" --tag s1')
+    shell.run_cell("arr[:] = 7")  # view changes with it, though no cell names it
+    shell.run_cell("%restore s1")
+    assert shell.user_ns["view"].tolist() == [0.0, 0.0]
+
+
+def test_an_alias_of_a_numpy_scalar_keeps_its_metric(repo: Path) -> None:
+    acc = np.float32(0.93)
+    nbversion.snapshot("m", {"acc": acc, "best_acc": acc}, repo=repo)
+    assert sorted(n for (n,) in query(repo, "SELECT name FROM metrics")) == ["acc", "best_acc"]
+
+
+def test_a_frame_whose_columns_have_a_tuple_name_round_trips(repo: Path) -> None:
+    df = frame()
+    df.columns.name = ("a", "b")
+    nbversion.snapshot("odd", {"df": df}, repo=repo)
+    pd.testing.assert_frame_equal(nbversion.load("HEAD", "df", repo=repo), df)

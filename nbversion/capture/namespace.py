@@ -109,6 +109,8 @@ def capture(
             result.artifacts.append(
                 replace(first, name=name, new_bytes=0, summary={**first.summary, "alias_of": first.name})
             )
+            if first.name in result.metrics:
+                result.metrics[name] = result.metrics[first.name]
             continue
         why = None if name in allow_secrets or is_code(value) else credentials.why_secret(name, value)
         if why is not None:
