@@ -1164,8 +1164,7 @@ def _namespace(
     namespace: MutableMapping[str, Any] | None,
 ) -> tuple[MutableMapping[str, Any], dict[str, Any]]:
     """Return the namespace to work on and the names IPython hides in it."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
+    shell = _shell()
     if namespace is None:
         if shell is not None:
             return shell.user_ns, shell.user_ns_hidden
@@ -1189,10 +1188,15 @@ def _holds(value: Any, artifact: dict[str, Any]) -> bool:
     return codec == artifact["codec"] and put.object_id == artifact["object_id"]
 
 
+def _shell() -> Any:
+    """The running IPython shell, if any (IPython is never imported for this)."""
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None
+
+
 def _is_kernel_namespace(namespace: MutableMapping[str, Any] | None) -> bool:
     """Whether *namespace* is (or defaults to) the running IPython shell's variables."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
+    shell = _shell()
     return shell is not None and (namespace is None or namespace is shell.user_ns)
 
 

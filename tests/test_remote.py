@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 from nbclient import NotebookClient
@@ -15,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 import nbversion
 from conftest import git, query
-from nbversion.errors import MissingObject, UsageProblem
+from nbversion.errors import MissingObject
 
 NBVERSION = str(Path(sys.executable).parent / "nbversion")
 
