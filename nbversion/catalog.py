@@ -85,6 +85,24 @@ def short_id(snapshot_id: str) -> str:
     return snapshot_id[:SHORT_ID_LENGTH]
 
 
+def _summary_json(summary: dict[str, Any]) -> str:
+    """*summary* as JSON; a summary that cannot be written (an int of 5,000 digits, nesting
+    deeper than JSON goes) never fails the snapshot: it says so instead."""
+    try:
+        return json.dumps(summary, default=repr)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return json.dumps({"error": f"summary not kept: {type(exc).__name__}"})
+
+
+def is_text(text: str) -> bool:
+    """Whether *text* can be stored as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_tag_name(tag: str) -> str:
     """Return *tag* if it can name a snapshot, else raise naming it.
 
@@ -370,7 +388,7 @@ class Catalog:
                 [
                     (
                         snapshot_id, a.kind, a.source, a.name, a.path, a.type, a.codec,
-                        a.object_id, a.size, json.dumps(a.summary, default=repr),
+                        a.object_id, a.size, _summary_json(a.summary),
                     )
                     for a in artifacts
                 ],
@@ -493,11 +511,16 @@ class Catalog:
         ref = ref.strip()
         if not ref:
             raise RefNotFound("an empty ref names no snapshot")
+        if not is_text(ref):  # a lone surrogate: no tag or id has one
+            raise RefNotFound(f"snapshot {ref!r} not found")
         head = _HEAD_RE.match(ref)
         if head:
             tilde, carets = head.group(1), head.group(2)
-            back = (int(tilde) if tilde else 1) if tilde is not None else len(carets or "")
-            back = min(back, 2**62)  # past the end either way; SQLite integers are 64-bit
+            if tilde and len(tilde.lstrip("0")) > 18:
+                back = 2**62  # past the end either way; int() of 5,000 digits would raise
+            else:
+                back = (int(tilde) if tilde else 1) if tilde is not None else len(carets or "")
+            back = min(back, 2**62)  # SQLite integers are 64-bit
             row = self.conn.execute(
                 "SELECT id FROM snapshots ORDER BY id DESC LIMIT 1 OFFSET ?", (back,)
             ).fetchone()

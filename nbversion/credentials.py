@@ -1,8 +1,10 @@
 """Recognize credentials, so a snapshot does not keep them.
 
-A variable is left out when its name says it holds a credential (``api_key``, ``password``,
-``hf_token``, ...) or its value has the shape of one (an ``sk-...`` API key, an AWS access
-key, a GitHub or Slack token, a PEM private key), also inside a small dict, list or tuple.
+A variable is left out when its value has the shape of a credential (an ``sk-...`` API key,
+an AWS access key, a GitHub or Slack token, a PEM private key), also inside a small dict,
+list or tuple, or when it is a string whose name says it holds one (``api_key``,
+``password``, ``hf_token``, ...). A name alone never drops a model, an array, a frame or a
+container: it is only a hint for strings.
 Executed cells keep their text with secret-shaped literals replaced, and untracked files
 that are credential stores (``.env``, ``id_rsa``, ...) are not kept. Example::
 
@@ -17,7 +19,6 @@ that are credential stores (``.env``, ``id_rsa``, ...) are not kept. Example::
 from __future__ import annotations
 
 import fnmatch
-import numbers
 import posixpath
 import re
 from typing import Any
@@ -117,7 +118,7 @@ def why_secret(name: str, value: Any) -> str | None:
     AWS access key``, ``key 'password' inside``, ``value inside shaped like a GitHub token``.
     Large values (arrays, DataFrames, big containers) are not looked into.
     """
-    if name_is_secret(name):
+    if name_is_secret(name) and _holds_something(value):
         return "name"
     what = shape_of(value)
     if what is not None:
@@ -151,12 +152,16 @@ def _why_inside(container: dict[Any, Any] | list[Any] | tuple[Any, ...], depth: 
     return None
 
 
+#: A text this long under a secret-sounding name is a document, not a credential.
+NAME_HINT_MAX_CHARS = 10_000
+
+
 def _holds_something(value: Any) -> bool:
-    """Whether a value under a secret-sounding key could be a credential (``{"token": None}``
-    or ``{"secret_count": 3}`` cannot)."""
-    if value is None or isinstance(value, (bool, numbers.Number)):
-        return False
-    return not (isinstance(value, (str, bytes, dict, list, tuple)) and len(value) == 0)
+    """Whether a value under a secret-sounding name or key could be a credential: only a
+    non-empty string or bytes could. The name is a hint, never the verdict: a fitted model
+    called ``password_strength_model``, an array ``passwords_train``, ``bpe_token = [1, 2]``
+    or ``secret_santa_pairs`` are real work, and ``{"token": None}`` holds nothing."""
+    return isinstance(value, (str, bytes, bytearray)) and 0 < len(value) <= NAME_HINT_MAX_CHARS
 
 
 def redact(text: str) -> str:
