@@ -15,13 +15,10 @@ one-line ``UsageError`` (IPython shows it without a traceback); nothing is half 
 from __future__ import annotations
 
 import argparse
-import ast
 import functools
-import re
 import shlex
 import sqlite3
 import sys
-import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -31,6 +28,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Bool
 
 from . import api, cli
+from .capture import changes
 from .display import Text
 from .errors import NbversionError
 
@@ -129,129 +127,6 @@ In a kernel, also:
   %nbversion auto [on|off]    snapshot after every cell that changes a variable
 """
 
-#: Cells that are nbversion's own work (a snapshot, a restore, a query), never auto-snapshotted.
-_NBVERSION_CELL = re.compile(r"\s*%{1,2}(snapshot|restore|snapshots|nbsql|nbversion)\b")
-
-#: Calls through which a cell can reach any variable: then every variable is looked at.
-_REACHES_EVERYTHING = frozenset({"exec", "eval", "globals", "vars", "locals", "get_ipython", "__import__"})
-
-
-def touched_names(shell: Any, raw_cell: str) -> set[str] | None:
-    """The variables a cell may have changed: every name it uses (reading ``a.shape``
-    cannot change ``a``, but reading ``a`` to call ``a.fit()`` can, and telling them apart
-    is not worth a missed change), and the globals of the notebook's own functions and
-    classes it calls, followed through the functions those call. ``None`` (look at every
-    variable) when the cell cannot be read or reaches variables by name (``exec``,
-    ``globals()``, a magic other than nbversion's own).
-    """
-    own = "\n".join(line for line in raw_cell.splitlines() if not _NBVERSION_CELL.match(line))
-    try:
-        tree = ast.parse(shell.transform_cell(own))
-    except (SyntaxError, ValueError):
-        return None
-    touched: set[str] = set()
-    read_only = _only_shown(tree)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            if node.id in _REACHES_EVERYTHING:
-                return None
-            if id(node) not in read_only:
-                touched.add(node.id)
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            touched.update(node.names)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                if alias.name == "*":
-                    return None  # binds names nobody can list here
-                touched.add(alias.asname or alias.name.split(".")[0])
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            touched.add(node.name)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            touched.add(node.name)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-            touched.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            touched.add(node.rest)
-    namespace = shell.user_ns
-    pending = [name for name in touched if name in namespace]
-    followed: set[int] = set()
-    while pending:
-        value = namespace.get(pending.pop())
-        cls = value if isinstance(value, type) else type(value)
-        members = [value] if isinstance(value, types.FunctionType) else []
-        for klass in getattr(cls, "__mro__", ()):  # a notebook class, or one of its objects
-            if getattr(klass, "__module__", None) == "__main__":
-                for member in vars(klass).values():
-                    members.append(member.fget if isinstance(member, property) else member)
-        for function in list(members):  # what a closure holds is reached through it
-            for cell in getattr(function, "__closure__", None) or ():
-                try:
-                    held = id(cell.cell_contents)
-                except ValueError:  # an empty cell
-                    continue
-                touched.update(name for name, v in namespace.items() if id(v) == held)
-        for member in members:
-            code = getattr(getattr(member, "__func__", member), "__code__", None)
-            if code is None or id(code) in followed or getattr(member, "__module__", "__main__") != "__main__":
-                continue
-            followed.add(id(code))
-            for used in _code_names(code):
-                if used in namespace and used not in touched:
-                    touched.add(used)
-                    pending.append(used)
-    return touched
-
-
-#: Builtins that only look at their arguments.
-_SHOWING = frozenset({"print", "len", "repr", "str", "type", "id", "isinstance", "hasattr", "display"})
-
-
-def _only_shown(tree: ast.AST) -> set[int]:
-    """The ``id()`` of the names a cell only shows: in the arguments of ``print``, ``len``,
-    ``display``, ... (``print(a.shape)``, ``len(a)``), or as a whole expression statement
-    the kernel displays (``a``, ``a.shape``), with no call in between that could change them
-    (``print(a.pop())`` changes ``a``)."""
-    shown: set[int] = set()
-
-    def collect(node: ast.AST) -> None:
-        for child in ast.walk(node):
-            if isinstance(child, (ast.Call, ast.NamedExpr, ast.Starred, ast.Subscript)):
-                return  # a call, an assignment, an iteration or a lookup (a defaultdict) inside
-        shown.update(id(child) for child in ast.walk(node) if isinstance(child, ast.Name))
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SHOWING:
-            for argument in [*node.args, *(k.value for k in node.keywords)]:
-                collect(argument)
-        elif isinstance(node, ast.Expr) and isinstance(node.value, (ast.Name, ast.Attribute, ast.Subscript)):
-            collect(node.value)
-    return shown
-
-
-def _with_aliases(namespace: dict[str, Any], names: set[str]) -> set[str]:
-    """*names* and every other name for the same objects (``b = a``: changing one changes
-    both), and every array that shares memory with a named one (``v = a[:2]``)."""
-    ids = {id(namespace[name]) for name in names if name in namespace}
-    found = names | {name for name, value in namespace.items() if id(value) in ids}
-    np = sys.modules.get("numpy")
-    if np is not None:
-        arrays = [namespace[name] for name in found if isinstance(namespace.get(name), np.ndarray)]
-        found |= {
-            name for name, value in namespace.items()
-            if isinstance(value, np.ndarray) and name not in found and any(np.may_share_memory(value, a) for a in arrays)
-        }
-    return found
-
-
-def _code_names(code: Any) -> set[str]:
-    """The global names a function's code (and the code nested in it) uses."""
-    found = set(code.co_names)
-    for const in code.co_consts:
-        if hasattr(const, "co_names"):
-            found |= _code_names(const)
-    return found
-
-
 @magics_class
 class NbversionMagics(Magics):
     """The magics ``%load_ext nbversion`` registers."""
@@ -328,6 +203,7 @@ class NbversionMagics(Magics):
     # -- auto mode -----------------------------------------------------------------------------
 
     _auto_on = False
+    _auto_starting = False
     _auto_missed = False
     _auto_names: frozenset[str] = frozenset()
 
@@ -338,6 +214,7 @@ class NbversionMagics(Magics):
         events = self.shell.events
         if argv == ["on"] and not self._auto_on:
             events.register("post_run_cell", self._after_cell)
+            self._auto_starting = True
         elif argv == ["off"] and self._auto_on:
             events.unregister("post_run_cell", self._after_cell)
         if argv:
@@ -356,13 +233,24 @@ class NbversionMagics(Magics):
         raw = getattr(info, "raw_cell", "") or ""
         if result.error_before_exec is not None:
             return  # a cell that did not run changed nothing
+        if self._auto_starting:
+            # The cell that turned auto mode on is not a change to snapshot; what it did
+            # before that line is seen by the next snapshot, which looks at everything.
+            self._auto_starting = False
+            self._auto_missed = True
+            self._auto_names = frozenset(n for n in self.shell.user_ns if not n.startswith("_"))
+            return
         try:
-            touched = None if self._auto_missed else touched_names(self.shell, raw)
+            namespace = self.shell.user_ns
+            touched = None if self._auto_missed else changes.touched_names(self.shell, raw)
             if touched is not None:
-                touched = _with_aliases(self.shell.user_ns, touched)
-            names = frozenset(n for n in self.shell.user_ns if not n.startswith("_"))
-            if touched is not None and names == self._auto_names and not touched & names:
+                touched = changes.with_aliases(namespace, touched)
+            names = frozenset(n for n in namespace if not n.startswith("_"))
+            ran_nbversion = any(changes.NBVERSION_LINE.match(line) for line in raw.splitlines())
+            if touched is not None and names == self._auto_names and not touched & names and not ran_nbversion:
                 return  # nothing came, went or was touched: no need to look
+            if touched is not None:
+                touched = changes.with_sharers(namespace, touched, names - touched)
             self._auto_names = names
             self._auto_missed = True  # until this snapshot is done: else the next one looks at all
             api.snapshot(
