@@ -47,7 +47,8 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vars", nargs="+", metavar="NAME", help="only these variables (no files)")
     parser.add_argument(
         "--exact", action="store_true",
-        help="also remove variables the snapshot did not have (default: leave them alone)",
+        help="also remove variables the snapshot did not have, and files in its tracked directories it did not have "
+        "(default: leave them alone; files are named)",
     )
     files = parser.add_mutually_exclusive_group()
     files.add_argument("--no-files", action="store_true", help="restore variables only, not tracked files")
@@ -63,16 +64,20 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
 def add_force_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true",
-        help="overwrite files even when their current content is in no snapshot",
+        help="overwrite (or, with --exact, remove) files even when their current content is in no snapshot",
     )
 
 
 def add_files_restore_arguments(parser: argparse.ArgumentParser) -> None:
-    """``nbversion restore REF [--files-only] [--force]``: from the shell, files only."""
+    """``nbversion restore REF [--files-only] [--exact] [--force]``: from the shell, files only."""
     parser.add_argument("ref", help="HEAD, HEAD~N, a tag, or an id prefix (4+ characters)")
     parser.add_argument(
         "--files-only", action="store_true",
         help="restore tracked files only (always so from the shell: variables live in a kernel)",
+    )
+    parser.add_argument(
+        "--exact", action="store_true",
+        help="also remove files in the snapshot's tracked directories it did not have (default: leave them, named)",
     )
     add_force_argument(parser)
 
@@ -262,7 +267,7 @@ def _diff(args: argparse.Namespace) -> Any:
 
 
 def _restore(args: argparse.Namespace) -> Any:
-    return api.restore(args.ref, files_only=True, force=args.force)
+    return api.restore(args.ref, files_only=True, exact=args.exact, force=args.force)
 
 
 def _checkout_code(args: argparse.Namespace) -> Any:

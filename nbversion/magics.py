@@ -48,8 +48,9 @@ _SNAPSHOT = _parser(
 )
 _RESTORE = _parser(
     "%restore", cli.add_restore_arguments,
-    "Bring back a snapshot's variables. Everything is loaded and verified before any "
-    "variable is assigned; variables the snapshot did not have are left alone.",
+    "Bring back a snapshot's variables and tracked files. Everything is loaded and verified "
+    "before any variable is assigned or file written; variables and files the snapshot did not "
+    "have are left alone (--exact removes them).",
 )
 _SNAPSHOTS = _parser("%snapshots", cli.add_log_arguments, "List snapshots, newest first.")
 

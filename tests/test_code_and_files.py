@@ -435,9 +435,10 @@ def test_symlinks_and_non_utf8_names_are_passed_over_and_said(repo: Path) -> Non
     os.close(os.open(os.path.join(os.fsencode(repo), b"notes\xff.txt"), os.O_CREAT | os.O_WRONLY))
     result = snap(repo, "odd names", files=["data", "data/current.csv"])
     text = str(result)
-    assert "data/current.csv is a symbolic link: not kept" in text
+    assert "data/current.csv is a symbolic link: not kept" in text  # named alone: a link is not a file to track
     assert "not valid UTF-8" in text and text.count("not valid UTF-8") == 2
-    assert [p for (p,) in query(repo, "SELECT path FROM snapshot_files")] == ["data/v1.csv"]
+    # Inside a tracked directory, a link that stays inside the repository is kept, as a link.
+    assert [p for (p,) in query(repo, "SELECT path FROM snapshot_files")] == ["data/current.csv", "data/v1.csv"]
 
 
 def test_committed_catalog_does_not_make_snapshots_dirty(repo: Path) -> None:
@@ -496,3 +497,259 @@ def test_restore_refuses_git_internals_and_symlink_loops(repo: Path) -> None:
     with pytest.raises(UsageProblem, match="refusing to restore file 'loop/ok.txt'"):
         nbversion.restore("HEAD", {}, repo=repo)
     assert not (repo / ".git" / "hooks" / "pre-commit").exists()
+
+
+# -- modes, links, files added after the snapshot ------------------------------------------------
+
+
+def mode(path: Path) -> int:
+    return os.lstat(path).st_mode & 0o777
+
+
+def manifest(repo: Path, tree: str = "data", ref: str = "HEAD") -> list[dict]:
+    (object_id,) = query(
+        repo, "SELECT object_id FROM artifacts WHERE path = ? AND codec = 'tree' ORDER BY snapshot_id DESC LIMIT 1", tree
+    )[0]
+    return json.loads(nbversion.project.Project(repo).store.read_bytes(object_id))
+
+
+def replace_manifest(repo: Path, entries: list[dict], tree: str = "data") -> None:
+    """Point *tree*'s artifact at a manifest of *entries*, as a catalog from someone else could."""
+    object_id = nbversion.project.Project(repo).store.put_bytes(json.dumps(entries).encode()).object_id
+    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
+    conn.execute("UPDATE artifacts SET object_id = ? WHERE codec = 'tree' AND path = ?", (object_id, tree))
+    conn.commit()
+    conn.close()
+
+
+def test_modes_restore_exactly_for_a_file_and_a_directory(repo: Path) -> None:
+    (repo / "data").mkdir()
+    modes = {"run.sh": 0o755, "key.pem.bak": 0o600, "shared.csv": 0o640, "tool": 0o700, "plain.csv": 0o644}
+    for name, bits in modes.items():
+        (repo / "data" / name).write_text(name)
+        os.chmod(repo / "data" / name, bits)
+    (repo / "secret.txt").write_text("private")
+    os.chmod(repo / "secret.txt", 0o600)
+    snap(repo, "modes", files=["data", "secret.txt"])
+    assert {e["path"]: e["mode"] for e in manifest(repo)} == {f"data/{n}": b for n, b in modes.items()}
+    for name in modes:
+        os.chmod(repo / "data" / name, 0o644)
+    (repo / "data" / "tool").unlink()
+    (repo / "secret.txt").unlink()
+    old_umask = os.umask(0o022)  # what a restore gives back does not depend on the umask
+    try:
+        nbversion.restore("HEAD", {}, repo=repo)
+    finally:
+        os.umask(old_umask)
+    assert {name: mode(repo / "data" / name) for name in modes} == modes
+    assert mode(repo / "secret.txt") == 0o600 and (repo / "secret.txt").read_text() == "private"
+    assert no_temp_files(repo)
+
+
+def test_a_mode_only_change_is_a_change_for_the_next_snapshot(repo: Path) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "run.sh").write_text("#!/bin/sh\n")
+    (repo / "tool.sh").write_text("#!/bin/sh\n")
+    snap(repo, "one", files=["data", "tool.sh"])
+    snap(repo, "two: the stat cache and the unchanged-directory memo are warm", files=["data", "tool.sh"])
+    os.chmod(repo / "data" / "run.sh", 0o755)
+    os.chmod(repo / "tool.sh", 0o755)
+    snap(repo, "chmod +x", files=["data", "tool.sh"])
+    trees = [o for (o,) in query(repo, "SELECT object_id FROM artifacts WHERE path = 'data' ORDER BY snapshot_id")]
+    assert trees[0] == trees[1] != trees[2]
+    summaries = [json.loads(s) for (s,) in query(repo, "SELECT summary FROM artifacts WHERE path = 'tool.sh' ORDER BY snapshot_id")]
+    assert [s["mode"] for s in summaries] == [0o644, 0o644, 0o755]
+    nbversion.restore("HEAD~1", {}, repo=repo)
+    assert mode(repo / "data" / "run.sh") == mode(repo / "tool.sh") == 0o644
+    nbversion.restore("HEAD", {}, repo=repo)
+    assert mode(repo / "data" / "run.sh") == mode(repo / "tool.sh") == 0o755
+
+
+def test_records_without_a_mode_restore_as_before(repo: Path) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "a.csv").write_text("a")
+    (repo / "one.csv").write_text("one")
+    os.chmod(repo / "data" / "a.csv", 0o600)
+    os.chmod(repo / "one.csv", 0o600)
+    snap(repo, "one", files=["data", "one.csv"])
+    replace_manifest(repo, [{k: v for k, v in e.items() if k != "mode"} for e in manifest(repo)])
+    conn = sqlite3.connect(repo / ".nbversion" / "catalog.db")
+    conn.execute("UPDATE artifacts SET summary = '{}' WHERE path = 'one.csv'")
+    conn.commit()
+    conn.close()
+    (repo / "data" / "a.csv").unlink()
+    (repo / "one.csv").unlink()
+    old_umask = os.umask(0o027)
+    try:
+        nbversion.restore("HEAD", {}, repo=repo)
+    finally:
+        os.umask(old_umask)
+    assert mode(repo / "data" / "a.csv") == mode(repo / "one.csv") == 0o640  # 0666 less the umask, as before
+
+
+def test_links_in_a_tracked_directory_are_kept_as_links(repo: Path, tmp_path: Path) -> None:
+    (repo / "data" / "v2").mkdir(parents=True)
+    (repo / "data" / "v2" / "train.csv").write_text("x\n")
+    (repo / "data" / "current").symlink_to("v2")
+    (repo / "data" / "train.csv").symlink_to("v2/train.csv")
+    (repo / "data" / "später ➜.csv").symlink_to("not-made-yet.csv")  # dangling, but inside
+    (repo / "data" / "readme").symlink_to("../README.md")  # out of data/, still in the repository
+    (tmp_path / "big.csv").write_text("outside")
+    (repo / "data" / "big.csv").symlink_to(tmp_path / "big.csv")  # absolute
+    (repo / "data" / "escape.csv").symlink_to("../../big.csv")  # relative, but out of the repository
+    (repo / "data" / "hooks").symlink_to("../.git/hooks")
+    result = snap(repo, "links", files=["data"])
+    text = str(result)
+    assert "note: data/big.csv is a symbolic link: not kept, its target" in text and "is an absolute path" in text
+    assert "note: data/escape.csv is a symbolic link: not kept, its target '../../big.csv' leads outside the repository" in text
+    assert "note: data/hooks is a symbolic link: not kept, its target '../.git/hooks' leads into .git/" in text
+    links = {e["path"]: e for e in manifest(repo) if e.get("type") == "symlink"}
+    assert sorted(links) == ["data/current", "data/readme", "data/später ➜.csv", "data/train.csv"]
+    for path in links:
+        (repo / path).unlink()
+    (repo / "data" / "train.csv").write_text("a file where the link was")
+    nbversion.restore("HEAD", {}, repo=repo, force=True)
+    assert {p: os.readlink(repo / p) for p in links} == {
+        "data/current": "v2", "data/später ➜.csv": "not-made-yet.csv", "data/readme": "../README.md",
+        "data/train.csv": "v2/train.csv",
+    }
+    assert (repo / "data" / "v2" / "train.csv").read_text() == "x\n"  # the link was replaced, not written through
+    assert (tmp_path / "big.csv").read_text() == "outside"
+    # The link as stored is "already as stored": nothing to do, nothing to force.
+    assert nbversion.restore("HEAD", {}, repo=repo).files == []
+
+
+def test_a_file_replaced_by_a_link_is_restored_as_a_file_never_written_through(repo: Path) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "a.csv").write_text("a\n")
+    (repo / "data" / "b.csv").write_text("b\n")
+    snap(repo, "two files", files=["data"])
+    (repo / "data" / "a.csv").unlink()
+    (repo / "data" / "a.csv").symlink_to("b.csv")
+    with pytest.raises(UsageProblem, match="data/a.csv has changes no snapshot holds"):
+        nbversion.restore("HEAD", {}, repo=repo)  # the link is work no snapshot holds
+    nbversion.restore("HEAD", {}, repo=repo, force=True)
+    assert not (repo / "data" / "a.csv").is_symlink()
+    assert (repo / "data" / "a.csv").read_text() == "a\n" and (repo / "data" / "b.csv").read_text() == "b\n"
+
+
+@pytest.mark.parametrize(
+    "links, said",
+    [
+        ({"data/l": "/etc/passwd"}, "refusing to restore link 'data/l': its target '/etc/passwd' is an absolute path"),
+        ({"data/l": "../../outside"}, "refusing to restore link 'data/l': its target '../../outside' leads outside the repository"),
+        # each inside by itself; once both are there, data/l is the repository's parent
+        ({"data/up": "..", "data/l": "up/.."}, "refusing to restore link 'data/l': its target 'up/..' leads outside"),
+        ({"data/l": "../.git/hooks"}, "refusing to restore link 'data/l': its target '../.git/hooks' leads into .git/"),
+        ({"data/l": "../.nbversion"}, "leads into .nbversion/"),
+        ({"data/l": "a\0b"}, "refusing to restore link 'data/l': its target 'a\\x00b' is not a path"),
+    ],
+    ids=["absolute", "dot-dot", "through-another-restored-link", "into-git", "into-nbversion", "nul"],
+)
+def test_hostile_link_entries_are_refused_by_name(repo: Path, links: dict[str, str], said: str) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "a.csv").write_text("good")
+    snap(repo, "dir", files=["data"])
+    store = nbversion.project.Project(repo).store
+    entries = manifest(repo)
+    for path, target in links.items():
+        put = store.put_bytes(target.encode())
+        entries.append({"path": path, "object_id": put.object_id, "size": put.size, "kind": "data", "type": "symlink"})
+    replace_manifest(repo, entries)
+    (repo / "data" / "a.csv").unlink()
+    with pytest.raises(UsageProblem) as info:
+        nbversion.restore("HEAD", {}, repo=repo)
+    assert said in str(info.value) and "\n" not in str(info.value)
+    assert sorted(os.listdir(repo / "data")) == []  # all or nothing
+
+
+def test_a_link_where_the_snapshot_has_a_directory_is_not_written_through(repo: Path) -> None:
+    (repo / "data" / "sub").mkdir(parents=True)
+    (repo / "data" / "other").mkdir()
+    (repo / "data" / "sub" / "x.csv").write_text("sub's x")
+    (repo / "data" / "other" / "x.csv").write_text("other's x")
+    snap(repo, "two directories", files=["data"])
+    (repo / "data" / "sub" / "x.csv").unlink()
+    (repo / "data" / "sub").rmdir()
+    (repo / "data" / "sub").symlink_to("other")
+    with pytest.raises(UsageProblem, match="'data/sub/x.csv': 'data/sub' is a symbolic link now, where the snapshot has a directory"):
+        nbversion.restore("HEAD", {}, repo=repo, force=True)
+    assert (repo / "data" / "other" / "x.csv").read_text() == "other's x"
+
+
+def test_two_files_that_became_one_through_a_link_are_refused(repo: Path) -> None:
+    for name, text in (("data", "data's x"), ("other", "other's x")):
+        (repo / name).mkdir()
+        (repo / name / "x.csv").write_text(text)
+    snap(repo, "two files", files=["data/x.csv", "other/x.csv"])
+    (repo / "other" / "x.csv").unlink()
+    (repo / "other").rmdir()
+    (repo / "other").symlink_to("data")  # other/x.csv is data/x.csv now
+    with pytest.raises(UsageProblem, match="refusing to restore file 'other/x.csv': it is 'data/x.csv' through a symbolic link"):
+        nbversion.restore("HEAD", {}, repo=repo, force=True)
+    assert (repo / "data" / "x.csv").read_text() == "data's x"
+
+
+def test_files_added_after_the_snapshot_are_named_or_removed_with_exact(repo: Path) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "a.csv").write_text("a")
+    snap(repo, "one file", files=["data"], tag="one")
+    (repo / "data" / "saved.csv").write_text("in a snapshot")
+    snap(repo, "two files", files=["data"])
+    (repo / "data" / "new").mkdir()
+    (repo / "data" / "new" / "unsaved.csv").write_text("in no snapshot")
+    result = nbversion.restore("one", {}, repo=repo)
+    assert (
+        f"warning: kept 2 files in data/ that snapshot {result.id[:10]} does not have: data/new/unsaved.csv, "
+        "data/saved.csv (--exact removes them)"
+    ) in str(result)
+    assert (repo / "data" / "saved.csv").exists() and (repo / "data" / "new" / "unsaved.csv").exists()
+    with pytest.raises(UsageProblem, match="data/new/unsaved.csv has changes no snapshot holds.*--force"):
+        nbversion.restore("one", {}, repo=repo, exact=True)
+    assert (repo / "data" / "saved.csv").exists()  # all or nothing
+    (repo / "data" / "new" / "unsaved.csv").unlink()
+    result = nbversion.restore("one", {}, repo=repo, exact=True)  # saved.csv is in a snapshot: it may go
+    assert "removed 1 file the snapshot does not have: data/saved.csv" in str(result)
+    assert sorted(os.listdir(repo / "data")) == ["a.csv", "new"]  # a directory is not a file: left alone
+    (repo / "data" / "new" / "unsaved.csv").write_text("in no snapshot")
+    result = nbversion.restore("one", {}, repo=repo, exact=True, force=True)
+    assert result.removed_files == ["data/new/unsaved.csv"]
+    assert sorted(os.listdir(repo / "data")) == ["a.csv"]  # but one the restore emptied goes too
+
+
+def test_exact_from_the_shell_and_with_files_only(repo: Path) -> None:
+    (repo / "pyproject.toml").write_text('[tool.nbversion]\ntrack = ["data"]\n')
+    (repo / "data").mkdir()
+    (repo / "data" / "a.csv").write_text("a")
+    snap(repo, "one")
+    (repo / "data" / "b.csv").write_text("b")
+    snap(repo, "two")
+    kept = subprocess.run([NBVERSION, "restore", "HEAD~1"], check=False, cwd=repo, capture_output=True, text=True)
+    assert kept.returncode == 0 and "kept 1 file in data/" in kept.stdout and (repo / "data" / "b.csv").exists()
+    removed = subprocess.run([NBVERSION, "restore", "HEAD~1", "--exact"], check=False, cwd=repo, capture_output=True, text=True)
+    assert removed.returncode == 0, removed.stderr
+    assert "removed 1 file" in removed.stdout and not (repo / "data" / "b.csv").exists()
+    nbversion.restore("HEAD", {}, repo=repo)
+    ns = {"v": 5}
+    nbversion.restore("HEAD~1", ns, repo=repo, files_only=True, exact=True)
+    assert ns == {"v": 5} and not (repo / "data" / "b.csv").exists()
+
+
+def test_empty_files_and_unicode_names_round_trip(repo: Path) -> None:
+    names = ["empty.csv", "naïve café.csv", "データ/表 1.csv", "emoji 🎉.txt", "sub dir/ spaced .csv"]
+    for name in names:
+        (repo / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / "data" / name).write_bytes(b"" if "empty" in name or "🎉" in name else name.encode())
+    (repo / "vide.txt").write_bytes(b"")
+    snap(repo, "odd names", files=["data", "vide.txt"])
+    before = {p: (p.read_bytes() if not p.is_symlink() else os.readlink(p)) for p in (repo / "data").rglob("*") if not p.is_dir()}
+    for path in before:
+        path.unlink()
+    (repo / "vide.txt").unlink()
+    nbversion.restore("HEAD", {}, repo=repo)
+    assert {p: (p.read_bytes() if not p.is_symlink() else os.readlink(p)) for p in (repo / "data").rglob("*") if not p.is_dir()} == before
+    assert (repo / "vide.txt").read_bytes() == b""
+
+
+def no_temp_files(repo: Path) -> bool:
+    return not [p for p in repo.rglob("*") if ".nbversion-" in p.name and p.name.endswith(".tmp")]

@@ -1,9 +1,12 @@
 """Capture tracked files and directories: ``[tool.nbversion] track`` and ``--files``.
 
-A tracked file becomes one artifact. A tracked directory becomes one ``tree`` artifact whose
-object is a manifest (JSON: path, object id, size, kind of every file under it); the catalog
-also lists a new manifest's entries in ``tree_entries``. Unchanged files cost a ``stat``
-(the :class:`~nbversion.catalog.StatCache`), and an unchanged directory adds no new object.
+A tracked file becomes one artifact (its permission bits in the summary's ``mode``). A tracked
+directory becomes one ``tree`` artifact whose object is a manifest (JSON: path, object id, size,
+kind and ``mode`` of every file under it); the catalog also lists a new manifest's entries in
+``tree_entries``. A symbolic link under a tracked directory whose target stays inside the
+repository is kept as a link (``"type": "symlink"``, its object the target's text); one that
+is absolute or leads out is passed over and said. Unchanged files cost a ``stat`` (the
+:class:`~nbversion.catalog.StatCache`), and an unchanged directory adds no new object.
 """
 
 from __future__ import annotations
@@ -28,6 +31,24 @@ from ..store import ObjectStore, PutResult
 
 #: Directories never walked into.
 SKIP_DIRS = frozenset({".git", ".nbversion", "__pycache__", ".ipynb_checkpoints", ".venv", "node_modules"})
+
+#: A manifest entry's ``type`` for a symbolic link (its object holds the target's text).
+SYMLINK = "symlink"
+
+
+def file_mode(stat: os.stat_result) -> int:
+    """The permission bits a snapshot records (and a restore gives back) for a file."""
+    return stat.st_mode & 0o777
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A regular file or a kept symbolic link found under a tracked directory."""
+
+    path: str
+    stat: os.stat_result
+    #: the link's target, for a symbolic link
+    link: str | None = None
 
 
 @dataclass
@@ -83,13 +104,14 @@ def capture(
         elif full.is_dir():
             _capture_tree(root, relative, store, config, cache, result)
         elif full.is_file():
-            put = _store_file(root, relative, store, cache)
+            stat = os.lstat(full)
+            put = _store_file(root, relative, store, cache, stat)
             result.paths.add(relative)
             result.artifacts.append(
                 Artifact(
                     kind=config.kind_of_file(relative), source="file", name=relative, path=relative,
                     type="file", codec="file", object_id=put.object_id, size=put.size,
-                    new_bytes=put.size if put.new else 0,
+                    new_bytes=put.size if put.new else 0, summary={"mode": file_mode(stat)},
                 )
             )
     cache.save()
@@ -139,13 +161,16 @@ def _store_file(
     return put
 
 
-def _walk(root: Path, relative: str, notes: list[str] | None = None) -> list[tuple[str, os.stat_result]]:
-    """Every regular file under *relative* (symlinks and SKIP_DIRS left out), sorted by path.
+def walk(root: Path, relative: str, notes: list[str] | None = None) -> list[Entry]:
+    """Every regular file and every kept symbolic link under *relative* (SKIP_DIRS left
+    out), sorted by path: what a snapshot of the directory holds.
 
-    A name that is not valid UTF-8 cannot be recorded in the catalog: it is passed over and
-    said in *notes*.
+    A name that is not valid UTF-8 cannot be recorded in the catalog, and a link that is
+    absolute or leads out of the repository is not kept: each is passed over and said in
+    *notes*. Links are never followed.
     """
-    found: list[tuple[str, os.stat_result]] = []
+    found: list[Entry] = []
+    real_root = os.path.realpath(root)
     stack = [relative]
     while stack:
         directory = stack.pop()
@@ -156,26 +181,71 @@ def _walk(root: Path, relative: str, notes: list[str] | None = None) -> list[tup
                     if notes is not None:
                         notes.append(f"{path.encode('utf-8', 'surrogateescape')!r}: not valid UTF-8, not kept")
                     continue
-                if entry.is_dir(follow_symlinks=False):
+                if entry.is_symlink():
+                    target = _kept_link(real_root, root, path, notes)
+                    if target is not None:
+                        found.append(Entry(path, entry.stat(follow_symlinks=False), target))
+                elif entry.is_dir(follow_symlinks=False):
                     if entry.name not in SKIP_DIRS:
                         stack.append(path)
                 elif entry.is_file(follow_symlinks=False):
-                    found.append((path, entry.stat(follow_symlinks=False)))
-    found.sort(key=lambda item: item[0])
+                    found.append(Entry(path, entry.stat(follow_symlinks=False)))
+    found.sort(key=lambda item: item.path)
     return found
 
 
-def _stat_digest(files: list[tuple[str, os.stat_result]]) -> str:
-    """A fingerprint of a directory's listing and every file's stat: equal means unchanged
-    (by the same rule as the stat cache, for all files at once)."""
-    listing = "\0".join(f"{p}\0{s.st_ino}\0{s.st_size}\0{s.st_mtime_ns}\0{s.st_ctime_ns}" for p, s in files)
+def _kept_link(real_root: str, root: Path, path: str, notes: list[str] | None) -> str | None:
+    """The target of the symbolic link *path* if a snapshot keeps it: relative, valid UTF-8,
+    and leading (through any other links) to a place inside the repository, not into
+    ``.git`` or ``.nbversion``; else ``None``, said in *notes*."""
+    full = os.path.join(root, path)
+    try:
+        target = os.readlink(full)
+    except OSError as exc:  # gone since the listing
+        why = f"cannot be read ({exc.strerror})"
+    else:
+        if not is_utf8(target):
+            why = "its target is not valid UTF-8"
+        elif os.path.isabs(target):
+            why = f"its target {target!r} is an absolute path"
+        else:
+            destination = os.path.realpath(full)
+            inside = destination == real_root or destination.startswith(real_root.rstrip("/") + "/")
+            parts = PurePosixPath(os.path.relpath(destination, real_root)).parts if inside else ()
+            if not inside:
+                why = f"its target {target!r} leads outside the repository"
+            elif ".git" in parts or parts[:1] == (".nbversion",):
+                why = f"its target {target!r} leads into {'.git' if '.git' in parts else '.nbversion'}/"
+            else:
+                return target
+    if notes is not None:
+        notes.append(f"{path} is a symbolic link: not kept, {why}")
+    return None
+
+
+def _stat_digest(files: list[Entry]) -> str:
+    """A fingerprint of a directory's listing and every file's stat (its mode included) and
+    link target: equal means unchanged (by the same rule as the stat cache, for all files
+    at once)."""
+    listing = "\0".join(
+        f"{e.path}\0{e.stat.st_ino}\0{e.stat.st_size}\0{e.stat.st_mtime_ns}\0{e.stat.st_ctime_ns}"
+        f"\0{e.stat.st_mode}\0{e.link if e.link is not None else ''}"
+        for e in files
+    )
     return xxhash.xxh3_128_hexdigest(listing.encode("utf-8", "surrogateescape"))
+
+
+def _store_entry(root: Path, entry: Entry, store: ObjectStore, cache: StatCache, check_exists: bool = True) -> PutResult:
+    """Store one file (see :func:`_store_file`), or a link's target text."""
+    if entry.link is not None:
+        return store.put_bytes(entry.link.encode("utf-8"))
+    return _store_file(root, entry.path, store, cache, entry.stat, check_exists=check_exists)
 
 
 def _capture_tree(
     root: Path, relative: str, store: ObjectStore, config: Config, cache: StatCache, result: CapturedFiles
 ) -> None:
-    files = _walk(root, relative, result.notes)
+    files = walk(root, relative, result.notes)
     digest = _stat_digest(files)
     remembered = cache.recall(f"tree:{relative}")
     if (
@@ -186,17 +256,20 @@ def _capture_tree(
     ):
         # Nothing under the directory changed since the last snapshot on this machine.
         artifact = Artifact(**{**remembered["artifact"], "new_bytes": 0})
-        result.paths.update(path for path, _ in files)
+        result.paths.update(entry.path for entry in files)
         result.artifacts.append(artifact)
         # The catalog lists this manifest's entries already, unless it is a new catalog.
         result.tree_entries[artifact.object_id] = lambda: json.loads(store.read_bytes(artifact.object_id))
         return
-    puts = [_store_file(root, path, store, cache, stat, check_exists=False) for path, stat in files]
+    puts = [_store_entry(root, entry, store, cache, check_exists=False) for entry in files]
 
     def manifest_of(puts: list[PutResult]) -> list[dict[str, Any]]:
         return [
-            {"path": path, "object_id": put.object_id, "size": put.size, "kind": config.kind_of_file(path)}
-            for (path, _), put in zip(files, puts)
+            {
+                "path": entry.path, "object_id": put.object_id, "size": put.size, "kind": config.kind_of_file(entry.path),
+                **({"type": SYMLINK} if entry.link is not None else {"mode": file_mode(entry.stat)}),
+            }
+            for entry, put in zip(files, puts)
         ]
 
     entries = manifest_of(puts)
@@ -205,13 +278,13 @@ def _capture_tree(
     if not store.all_exist(vouched):
         # The cache vouched for a file whose object is gone (deleted by hand): store it again.
         repaired = [
-            put if put.new or store.exists(put.object_id) else _store_file(root, path, store, cache, stat)
-            for (path, stat), put in zip(files, puts)
+            put if put.new or store.exists(put.object_id) else _store_entry(root, entry, store, cache)
+            for entry, put in zip(files, puts)
         ]
         if repaired != puts:
             puts, entries = repaired, manifest_of(repaired)
             manifest = store.put_bytes(json.dumps(entries, separators=(",", ":")).encode())
-    result.paths.update(path for path, _ in files)
+    result.paths.update(entry.path for entry in files)
     kinds = Counter(e["kind"] for e in entries)
     kind = config.kind_of_file(relative + "/x") if not kinds else kinds.most_common(1)[0][0]
     total = sum(e["size"] for e in entries)
@@ -224,7 +297,7 @@ def _capture_tree(
         summary={"files": len(entries), "bytes": total, "kinds": dict(kinds)},
     )
     result.artifacts.append(artifact)
-    if _stat_digest(_walk(root, relative)) == digest:  # remember it only if nothing moved while we read
+    if _stat_digest(walk(root, relative)) == digest:  # remember it only if nothing moved while we read
         cache.remember(
             f"tree:{relative}",
             {"digest": digest, "artifact": dataclasses.asdict(artifact), "objects": sorted({e["object_id"] for e in entries})},
