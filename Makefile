@@ -26,7 +26,7 @@ test: $(STAMP)
 
 # Everything, including the slow fault sweeps (1 GiB kill sweep, 4 GB values): ~15 minutes.
 test-full: $(STAMP)
-	$(PY) -m pytest -q -m ''
+	NBVERSION_ORACLE=full $(PY) -m pytest -q -m ''
 
 bench: $(STAMP) bench-peers bench-kishu
 	$(PY) benchmarks/bench_array.py
