@@ -44,11 +44,11 @@ from .capture import git_state as capture_git
 from .capture import namespace as capture_ns
 from .capture import notebook as capture_notebook
 from .capture.git_state import GitState
-from .catalog import Artifact, Catalog, Skipped, StatCache, check_tag_name, merge_catalogs, new_id, read_query, short_id
+from .catalog import Artifact, Catalog, Skipped, StatCache, is_text, check_tag_name, merge_catalogs, new_id, read_query, short_id
 from .display import (
     LINE_LIMIT, QueryResult, Table, Text, describe, format_bytes, printable, printable_text, progress, relative_time,
 )
-from .errors import CatalogError, MissingObject, NbversionError, RefNotFound, UntrustedPickle, UsageProblem
+from .errors import CatalogError, DecodeError, MissingObject, NbversionError, RefNotFound, UntrustedPickle, UsageProblem
 from . import remote as transfers
 from .project import CATALOG_NAME, DIRNAME, STATE_NAME, Project
 from .remote import Remotes
@@ -58,6 +58,9 @@ PathLike = str | os.PathLike[str]
 
 # The snapshot this process last took or restored, per catalog: the next one's parent.
 _session_parent: dict[str, str] = {}
+
+#: The ``skipped`` reason of a variable left out with ``--exclude``.
+EXCLUDED = "left out with --exclude"
 
 # Things said once per process.
 _said = {"notebook": False}
@@ -137,6 +140,8 @@ class RestoreResult:
     warnings: list[str] = field(default_factory=list)
     #: of *restored*, those the kernel held already as stored (kept, not loaded again)
     unchanged: list[str] = field(default_factory=list)
+    #: files and links in tracked directories the snapshot did not have, removed (*exact*)
+    removed_files: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         line = f'restored {_plural(len(self.restored), "variable")}'
@@ -149,6 +154,9 @@ class RestoreResult:
             line += f" ({len(self.unchanged)} already as stored, not loaded again)"
         if self.removed:
             line += "; removed " + ", ".join(self.removed)
+        if self.removed_files:
+            shown = self.removed_files[:5] + ([f"... ({len(self.removed_files) - 5} more)"] if len(self.removed_files) > 5 else [])
+            line += f"; removed {_plural(len(self.removed_files), 'file')} the snapshot does not have: " + ", ".join(map(printable, shown))
         return "\n".join([line, *(f"warning: {printable(w, LINE_LIMIT)}" for w in self.warnings)])
 
 
@@ -199,8 +207,13 @@ def snapshot(
     if not isinstance(message, str) or not message.strip():
         raise UsageProblem('a snapshot needs a message, e.g. %snapshot "baseline model"')
     message = message.strip()
+    if not is_text(message):
+        raise UsageProblem(f"the message {message!r} is not valid text (it holds a lone surrogate)")
     if tag is not None:
         check_tag_name(tag)
+    # Only the kernel's own snapshots build on one another; another namespace's never
+    # becomes the parent the kernel's next (auto) snapshot copies unchanged records from.
+    kernel = _is_kernel_namespace(namespace)
     namespace, hidden = _namespace(namespace)
     if vars is not None:
         names = list(dict.fromkeys(vars))
@@ -210,6 +223,8 @@ def snapshot(
     else:
         names = capture_ns.user_variables(namespace, hidden)
     excluded = set(exclude)
+    # Left out on purpose, not absent: `restore --exact` must keep them.
+    left_out = [n for n in names if n in excluded]
     names = [n for n in names if n not in excluded]
 
     project = Project.find(repo)
@@ -220,12 +235,19 @@ def snapshot(
     with project.open_catalog() as catalog, project.stat_cache() as cache:
         if tag is not None:
             catalog.check_tag_free(tag)
-        session_parent = _session_parent.get(str(catalog.path))
-        parent = session_parent or catalog.head()
+        session_parent = _session_parent.get(str(catalog.path)) if kernel else None
+        head = catalog.head()
+        parent = session_parent or head
         previous = {a["name"]: a for a in catalog.artifacts(parent, "variable")} if parent else {}
         kept: list[str] = []
         if touched is not None and session_parent is not None:  # only what the cells used can have changed
-            kept = [n for n in names if n in previous and n not in touched and previous[n]["codec"] != "source"]
+            # A record that names other variables (a view of their memory, references to
+            # them) is only right while they are the same objects: such ones are looked at.
+            kept = [
+                n for n in names
+                if n in previous and n not in touched and previous[n]["codec"] not in ("source", "joblib-group")
+                and not previous[n]["summary"].get("view")
+            ]
             # Names that were one object are looked at together, or not at all.
             def root(name: str) -> str:
                 return previous[name]["summary"].get("alias_of") or name
@@ -235,10 +257,20 @@ def snapshot(
         look = [n for n in names if n not in set(kept)] if kept else names
         expected = sum(_nbytes(namespace[n]) for n in look)
         with progress("snapshot", expected or None) as moved, reporting(moved):
-            captured = capture_ns.capture(namespace, look, project.store, previous, config.allow_secrets)
+            repickled = {
+                a["object_id"]: cache.recall(f"repickled:{a['object_id']}")
+                for a in previous.values() if a["codec"] in codecs.RUNS_CODE
+            }
+            captured = capture_ns.capture(
+                namespace, look, project.store, previous, config.allow_secrets,
+                {k: v for k, v in repickled.items() if isinstance(v, str)},
+            )
             if touched is not None:
                 captured = _with_unchanged(captured, [previous[n] for n in kept], catalog.metrics(parent) if parent else {})
-            if auto and not _state_changed(captured, previous, catalog.skipped_rows(parent) if parent else []):
+            captured.skipped.extend(Skipped(n, codecs.type_name(namespace[n]), EXCLUDED) for n in left_out)
+            # An auto snapshot is needed when a variable changed, or when HEAD is not the
+            # kernel's (another namespace's snapshot came in between): HEAD is what it holds.
+            if auto and head == parent and not _state_changed(captured, previous, catalog.skipped_rows(parent) if parent else []):
                 return None
             tracked = capture_files.capture(project.root, project.store, config, cache, list(files))
         git, git_artifacts = capture_git.capture(
@@ -269,7 +301,8 @@ def snapshot(
                 python_version=environment.python_version,
                 auto=auto,
             )
-            _session_parent[str(catalog.path)] = snapshot_id
+            if kernel:
+                _session_parent[str(catalog.path)] = snapshot_id
             project.note_wal(checkpointed)
     notes = list(tracked.notes)
     said = "\n".join(notes)
@@ -323,7 +356,8 @@ def _state_changed(
     if {s.name for s in captured.skipped} != {name for name, _, _ in skipped}:
         return True
     return any(
-        a.object_id != previous[a.name]["object_id"] or a.summary.get("alias_of") != previous[a.name]["summary"].get("alias_of")
+        a.object_id != previous[a.name]["object_id"]
+        or any(a.summary.get(key) != previous[a.name]["summary"].get(key) for key in ("alias_of", "view", "group", "refs"))
         for a in captured.artifacts
     )
 
@@ -350,7 +384,9 @@ def restore(
 
     :param ref: ``HEAD``, ``HEAD~N``, a tag, or an id prefix.
     :param vars: only these variables (and no files).
-    :param exact: also remove user variables the snapshot did not have.
+    :param exact: also remove user variables the snapshot did not have, and the files its
+        tracked directories did not have (one whose content no snapshot holds only with
+        *force*); without it, those files are kept and named in a warning.
     :param files: restore tracked files too (default).
     :param files_only: restore only the files, no variable.
     :param force: overwrite files even when their current content is in no snapshot.
@@ -365,8 +401,8 @@ def restore(
     """
     if exact and vars is not None:
         raise UsageProblem("--exact restores a whole snapshot: it cannot be combined with --vars")
-    if files_only and (vars is not None or exact or not files):
-        raise UsageProblem("--files-only cannot be combined with --vars, --exact or --no-files")
+    if files_only and (vars is not None or not files):
+        raise UsageProblem("--files-only cannot be combined with --vars or --no-files")
     whole_namespace = False
     if not files_only:
         whole_namespace = _is_kernel_namespace(namespace)
@@ -393,7 +429,11 @@ def restore(
         for name in wanted:
             _check_variable_name(name, snapshot_id)
         file_artifacts = catalog.artifacts(snapshot_id, "file") if ((files and vars is None) or files_only) else []
-        _fetch_missing(project, catalog, [stored[n]["object_id"] for n in wanted] + [a["object_id"] for a in file_artifacts if a["object_id"]])
+        referenced = {r for n in wanted for r in stored[n]["summary"].get("refs") or () if r in stored}
+        _fetch_missing(
+            project, catalog,
+            [stored[n]["object_id"] for n in [*wanted, *referenced]] + [a["object_id"] for a in file_artifacts if a["object_id"]],
+        )
         # Variables that hold exactly what *ref* has (the same object ids, computed without
         # writing) are kept, not loaded again; pickles are always loaded.
         same: dict[str, Any] = {}
@@ -402,18 +442,28 @@ def restore(
                 name: namespace[name]
                 for name in wanted
                 if name in namespace and not stored[name]["summary"].get("alias_of")
-                and _holds(namespace[name], stored[name])
+                and not stored[name]["summary"].get("view")
+                and _holds(namespace, name, stored[name])
             }
         loading = [name for name in wanted if name not in same]
         _check_trust(project, cache, snapshot_id, [stored[name] for name in loading], trust)
         total = sum(stored[name]["size"] for name in loading if not stored[name]["summary"].get("alias_of"))
         with progress("restore", total or None) as moved, reporting(moved):
-            values = {**same, **_decode_all([stored[name] for name in loading], snapshot_id, project, same)}
+            values = {**same, **_decode_all([stored[name] for name in loading], snapshot_id, project, same, stored)}
+            _remember_repickled(cache, [stored[name] for name in loading], values)
         warnings = _library_warnings([stored[name] for name in wanted])
         planned = worktree.plan(catalog, project.store, file_artifacts) if file_artifacts else []
         _fetch_missing(project, catalog, [p.object_id for p in planned])
+        extra = worktree.untracked_in_trees(project.root, file_artifacts, planned)
+        if not exact:  # files added to a tracked directory since the snapshot stay, named
+            for tree, paths in extra.items():
+                shown = ", ".join(paths[:5]) + (f", ... ({len(paths) - 5} more)" if len(paths) > 5 else "")
+                warnings.append(
+                    f"kept {_plural(len(paths), 'file')} in {tree}/ that snapshot {short_id(snapshot_id)} does not have:"
+                    f" {shown} (--exact removes them)"
+                )
         removed: list[str] = []
-        if exact:
+        if exact and not files_only:
             # Variables the snapshot could not keep are not "absent" from it: keep them.
             kept = set(stored) | {name for name, _, _ in catalog.skipped_rows(snapshot_id)}
             removed = [
@@ -421,7 +471,9 @@ def restore(
                 for n in capture_ns.user_variables(namespace, hidden)
                 if n not in kept and not capture_ns.is_code(namespace[n])
             ]
-        with worktree.stage_files(project.root, catalog, project.store, cache, planned, force=force) as staged:
+        with worktree.stage_files(
+            project.root, catalog, project.store, cache, planned, force=force, remove=extra if exact else None
+        ) as staged:
             # Everything is loaded and verified: now change files and variables together,
             # with Ctrl-C held back until both are done.
             with interrupts.deferred():
@@ -434,7 +486,7 @@ def restore(
                     _session_parent[str(catalog.path)] = snapshot_id
                 else:  # the kernel's variables are not the snapshot's: no parent to build on
                     _session_parent.pop(str(catalog.path), None)
-    return RestoreResult(snapshot_id, record["message"], wanted, removed, changed, warnings, list(same))
+    return RestoreResult(snapshot_id, record["message"], wanted, removed, changed, warnings, list(same), staged.removed)
 
 
 def load(ref: str, name: str, *, trust: bool = False, repo: PathLike | None = None) -> Any:
@@ -447,11 +499,13 @@ def load(ref: str, name: str, *, trust: bool = False, repo: PathLike | None = No
     project = Project.find(repo)
     with _open_existing(project, ref) as catalog, project.stat_cache() as cache:
         snapshot_id = catalog.resolve(ref)
-        for artifact in catalog.artifacts(snapshot_id, "variable"):
-            if artifact["name"] == name:
-                _fetch_missing(project, catalog, [artifact["object_id"]])
-                _check_trust(project, cache, snapshot_id, [artifact], trust)
-                return _decode(artifact, snapshot_id, project)
+        stored = {a["name"]: a for a in catalog.artifacts(snapshot_id, "variable")}
+        if name in stored:
+            artifact = stored[name]
+            needed = [artifact, *(stored[n] for n in artifact["summary"].get("refs") or () if n in stored)]
+            _fetch_missing(project, catalog, [a["object_id"] for a in needed])
+            _check_trust(project, cache, snapshot_id, [artifact], trust)
+            return _decode_all([artifact], snapshot_id, project, available=stored)[name]
     raise UsageProblem(f"variable {name!r} is not in snapshot {short_id(snapshot_id)}")
 
 
@@ -540,25 +594,125 @@ def _tracked_by_git(project: Project, path: Path) -> bool:
 
 
 def _decode_all(
-    artifacts: list[dict[str, Any]], snapshot_id: str, project: Project, known: Mapping[str, Any] | None = None
+    artifacts: list[dict[str, Any]], snapshot_id: str, project: Project, known: Mapping[str, Any] | None = None,
+    available: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Load the artifacts' values by name. Names that were one object when the snapshot was
     taken (``b = a``) become one object again, loaded once (or taken from *known*, the
-    values already at hand by name)."""
+    values already at hand by name); variables pickled together (``joblib-group``) are
+    loaded together, their references to other variables resolved to those variables'
+    values (loaded from *available*, the snapshot's variable artifacts by name, when not
+    restored themselves); arrays that viewed one memory view one memory again."""
     names = {artifact["name"] for artifact in artifacts} | set(known or {})
     values: dict[str, Any] = dict(known or {})
     aliases: dict[str, str] = {}
+    grouped: list[dict[str, Any]] = []
     for artifact in artifacts:
         first = (artifact.get("summary") or {}).get("alias_of")
         if isinstance(first, str) and first in names and first != artifact["name"]:
             aliases[artifact["name"]] = first
+        elif artifact["codec"] == "joblib-group":
+            grouped.append(artifact)  # after the values it may refer to
         else:
             values[artifact["name"]] = _decode(artifact, snapshot_id, project)
+    if grouped:
+        values.update(_decode_groups(grouped, snapshot_id, project, values, available or {}))
     for name, first in aliases.items():
         values[name] = values[first] if first in values else _decode(
             next(a for a in artifacts if a["name"] == name), snapshot_id, project
         )
+    _share_memory(artifacts, values)
     return {artifact["name"]: values[artifact["name"]] for artifact in artifacts}
+
+
+def _decode_groups(
+    artifacts: list[dict[str, Any]], snapshot_id: str, project: Project,
+    values: Mapping[str, Any], available: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Load ``joblib-group`` artifacts, each group's object once."""
+    from . import pickling
+
+    extra: dict[str, Any] = {}  # referenced variables that are not restored themselves
+
+    def resolve(name: str) -> Any:
+        if name in values:
+            return values[name]
+        if name not in extra:
+            artifact = available.get(name)
+            if artifact is None or artifact["codec"] in codecs.RUNS_CODE:
+                raise ValueError(f"it refers to variable {name!r}, which the snapshot does not hold")
+            extra[name] = _decode(artifact, snapshot_id, project)
+        return extra[name]
+
+    loaded: dict[str, Any] = {}
+    found: dict[str, Any] = {}
+    for artifact in artifacts:
+        object_id = artifact["object_id"]
+        try:
+            if object_id not in loaded:
+                group = pickling.load(project.store.read_bytes(object_id), resolve)
+                if not isinstance(group, dict):
+                    raise ValueError("it is not a group of variables")
+                loaded[object_id] = group
+            found[artifact["name"]] = loaded[object_id][artifact["summary"].get("alias_of") or artifact["name"]]
+        except NbversionError as exc:
+            raise type(exc)(f"variable {artifact['name']!r} of snapshot {short_id(snapshot_id)}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - verified bytes that do not load: say which
+            raise DecodeError(
+                f"variable {artifact['name']!r} of snapshot {short_id(snapshot_id)} cannot be loaded: {exc}"
+            ) from None
+    return found
+
+
+def _remember_repickled(cache: StatCache, artifacts: list[dict[str, Any]], values: Mapping[str, Any]) -> None:
+    """For each pickled value just loaded, remember which id pickling it again gives, so
+    the next snapshot of it unchanged reuses the stored object (``capture(repickled=...)``)
+    instead of storing a second copy: a pickle round trip is not byte-stable."""
+    for artifact in artifacts:
+        if artifact["codec"] not in codecs.RUNS_CODE or artifact["summary"].get("alias_of"):
+            continue
+        try:
+            codec, put = codecs.encode(values[artifact["name"]], IdOnlyStore())
+        except NbversionError:
+            continue
+        if codec == artifact["codec"] and put.object_id != artifact["object_id"]:
+            cache.remember(f"repickled:{artifact['object_id']}", put.object_id)
+
+
+def _share_memory(artifacts: list[dict[str, Any]], values: dict[str, Any]) -> None:
+    """Make the arrays that viewed one memory at snapshot time (``v = a[1:3]``) views of one
+    memory again, laid out as they were (``capture.namespace.view_groups``): each array's
+    bytes are written into a new memory at its place, then each becomes a view of it. Only
+    whole groups are rebuilt; a group of which only some arrays are restored gives copies."""
+    import numpy as np
+
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for artifact in artifacts:
+        view = (artifact.get("summary") or {}).get("view")
+        if isinstance(view, dict) and isinstance(values.get(artifact["name"]), np.ndarray):
+            groups.setdefault(str(view.get("group")), []).append((artifact["name"], view))
+    for members in groups.values():
+        if {m["group"] for _, m in members} - {name for name, _ in members}:
+            continue  # its first member is not restored: not the whole group
+        try:
+            span = int(members[0][1]["span"])
+            owner = next((name for name, view in members if view.get("owner") is True), None)
+            memory = values[owner] if owner is not None else np.empty(span, dtype=np.uint8)
+            if memory.nbytes != span:
+                continue
+            views = {
+                name: values[name] if name == owner else np.ndarray(
+                    values[name].shape, values[name].dtype, buffer=memory,
+                    offset=int(view["offset"]), strides=tuple(int(s) for s in view["strides"]),
+                )
+                for name, view in members
+            }
+        except (KeyError, TypeError, ValueError):
+            continue  # a layout that does not fit (a catalog edited by hand): copies, as stored
+        for name, view in views.items():
+            if name != owner:
+                view[...] = values[name]
+        values.update(views)
 
 
 def _decode(artifact: dict[str, Any], snapshot_id: str, project: Project) -> Any:
@@ -1176,10 +1330,35 @@ def _namespace(
     return namespace, {}
 
 
-def _holds(value: Any, artifact: dict[str, Any]) -> bool:
-    """Whether *value* would be stored as exactly *artifact*'s object (hashing, no writes).
-    Pickled values are never compared: pickling one costs about as much as loading it."""
-    if artifact["codec"] not in ("npy", "npy-chunks", "frame", "arrow", "json"):
+def _sole_reference_count() -> int:
+    probe = {"x": object()}
+    return sys.getrefcount(probe["x"])
+
+
+#: What ``sys.getrefcount(namespace[name])`` says of a value nothing else holds.
+_SOLE_REFERENCE = _sole_reference_count()
+
+#: Values whose identity no one can observe through a change: keeping the live one is exact.
+_IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
+
+
+def _holds(namespace: Mapping[str, Any], name: str, artifact: dict[str, Any]) -> bool:
+    """Whether the live value of *name* can stay as it is: it would be stored as exactly
+    *artifact*'s object (hashing, no writes) and keeping it cannot keep an alias the snapshot
+    did not have. That is sure only for immutable scalars and for arrays that own their
+    memory and that nothing else holds (a view, another name, a container, a buffer would
+    each hold a reference); any other value is loaded again. Pickles are never compared:
+    pickling one costs about as much as loading it."""
+    sole = sys.getrefcount(namespace[name]) <= _SOLE_REFERENCE  # before a local holds it too
+    value = namespace[name]
+    np = sys.modules.get("numpy")
+    if type(value) in _IMMUTABLE_SCALARS:
+        if artifact["codec"] != "json":
+            return False
+    elif not (
+        sole and np is not None and type(value) is np.ndarray and value.base is None
+        and artifact["codec"] in ("npy", "npy-chunks")
+    ):
         return False
     try:
         codec, put = codecs.encode(value, IdOnlyStore(), probe=True)

@@ -12,11 +12,11 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import codecs, credentials
+from .. import codecs, credentials, pickling
 from . import environment
 from ..catalog import Artifact, Skipped
 from ..errors import EncodeError, ObjectError
-from ..store import ObjectStore
+from ..store import IdOnlyStore, ObjectStore, PutResult
 
 #: Names IPython puts in every user namespace; never the user's own variables.
 IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
@@ -84,6 +84,7 @@ def capture(
     store: ObjectStore,
     previous: Mapping[str, Mapping[str, Any]] | None = None,
     allow_secrets: Collection[str] = (),
+    repickled: Mapping[str, str] | None = None,
 ) -> Captured:
     """Store each named variable and return its artifacts, the metrics, and what was skipped.
 
@@ -96,10 +97,18 @@ def capture(
     :param previous: the previous snapshot's variable artifacts by name. A variable of the
         same type there is probably unchanged, so it is hashed before anything is written;
         any other is written and hashed in one pass.
+    :param repickled: stored pickle's object id -> the id its value gets when pickled again
+        after a restore loaded it (a pickle round trip is not byte-stable). A variable
+        whose pickle has that id now holds exactly what was loaded: it keeps the stored
+        object instead of storing a second copy.
     """
     previous = previous or {}
     result = Captured()
     first_names: dict[int, Artifact] = {}  # id() of a mutable value -> its first name's artifact
+    names = list(names)
+    views = view_groups(namespace, names)
+    #: variable stored as a pickle or JSON -> the mutable objects its bytes hold, by id
+    reached: dict[str, Mapping[int, Any]] = {}
     for name in names:
         value = namespace[name]
         kind_of_type = codecs.type_name(value)
@@ -124,8 +133,18 @@ def capture(
             else:
                 before = previous.get(name)
                 probe = before is not None and before["type"] == kind_of_type
-                codec, put = codecs.encode(value, store, probe=probe)
+                held: dict[int, Any] = {}
+                put = _as_loaded(value, before, repickled or {}, held)
+                codec, put = (before["codec"], put) if put is not None else codecs.encode(
+                    value, store, probe=probe, reached=held
+                )
+                if codec == "joblib":
+                    reached[name] = held
+                elif codec == "json":
+                    reached[name] = _json_containers(value)
                 kind, summary = classify(value), summarize(value)
+                if name in views and codec in ("npy", "npy-chunks"):
+                    summary["view"] = views[name]
                 if codec == "joblib":
                     library = environment.library_of(type(value).__module__)
                     if library is not None:
@@ -154,10 +173,153 @@ def capture(
         metric = metric_value(value)
         if metric is not _NOT_A_METRIC:
             result.metrics[name] = metric
+    _keep_sharing(result, namespace, reached, store)
     return result
 
 
+def _json_containers(value: Any) -> dict[int, Any]:
+    """The lists and dicts in a JSON-plain value by id; with the key ``0`` (no object's id)
+    when one is in it twice (JSON would give back two copies)."""
+    found: dict[int, Any] = {}
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, dict)):
+            if id(item) in found:
+                found[0] = None
+                continue
+            found[id(item)] = item
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
+def _keep_sharing(
+    result: Captured, namespace: Mapping[str, Any], reached: dict[str, Mapping[int, Any]], store: ObjectStore
+) -> None:
+    """Store again, together, the pickled and JSON variables whose bytes hold another
+    variable's value or an object another one holds too (``holder = {"arr": a}``, ``x = [s];
+    y = [s]``), or one object twice: as one ``joblib-group`` object in which the other
+    variables' values are references (:mod:`nbversion.pickling`), so restore gives back one
+    object where there was one. Variables that share nothing (nearly always) are left as
+    they are."""
+    if not reached:
+        return
+    stored = {a.name: a for a in result.artifacts if "alias_of" not in a.summary and a.codec != "source"}
+    roots = {id(namespace[n]): n for n in stored if not isinstance(namespace[n], _IMMUTABLE)}
+    parent = {name: name for name in reached}
+
+    def find(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    owner: dict[int, str] = {}
+    regroup: set[str] = set()
+    for name, held in reached.items():
+        if 0 in held:  # one object twice in a JSON value
+            regroup.add(name)
+        for object_id in held:
+            if object_id == 0:
+                continue
+            other = roots.get(object_id)
+            if other is not None and other != name:
+                regroup.add(name)  # holds another variable's value: a reference instead
+                if other in reached:
+                    parent[find(name)] = find(other)
+            first = owner.setdefault(object_id, name)
+            if first != name:
+                regroup.update((name, first))
+                parent[find(name)] = find(first)
+    if not regroup:
+        return
+    groups: dict[str, list[str]] = {}
+    for name in reached:
+        if name in regroup or find(name) in {find(n) for n in regroup}:
+            groups.setdefault(find(name), []).append(name)
+    for members in groups.values():
+        refs = {object_id: n for object_id, n in roots.items() if n not in members}
+        values = {name: namespace[name] for name in members}
+        try:
+            referenced: set[str] = set()
+
+            def write(file: Any) -> None:
+                referenced.update(pickling.dump(values, file, refs).referenced)
+
+            put = store.put_stream(write)
+        except ObjectError:
+            raise
+        except Exception:  # noqa: BLE001 - then each stays as it was stored on its own
+            continue
+        for index, name in enumerate(members):
+            artifact = stored[name]
+            grouped = replace(
+                artifact, codec="joblib-group", object_id=put.object_id, size=put.size, object_size=None,
+                new_bytes=put.size if put.new and index == 0 else 0,
+                summary={**artifact.summary, "group": members, "refs": sorted(referenced)},
+            )
+            result.artifacts[result.artifacts.index(artifact)] = grouped
+            for position, other in enumerate(result.artifacts):  # its aliases follow it
+                if other.summary.get("alias_of") == name:
+                    result.artifacts[position] = replace(
+                        grouped, name=other.name, new_bytes=0, summary={**grouped.summary, "alias_of": name}
+                    )
+
+
 _NOT_A_METRIC = object()
+
+
+def _as_loaded(
+    value: Any, before: Mapping[str, Any] | None, repickled: Mapping[str, str], reached: dict[int, Any]
+) -> PutResult | None:
+    """The stored object *before* again, when *value* still pickles exactly as the value a
+    restore loaded from it did (hashing only, no write); else ``None``."""
+    if before is None or before["codec"] != "joblib" or before["object_id"] not in repickled:
+        return None
+    try:
+        codec, put = codecs.encode(value, IdOnlyStore(), reached=reached)
+    except EncodeError:
+        return None
+    if codec != before["codec"] or put.object_id != repickled[before["object_id"]]:
+        return None
+    return PutResult(before["object_id"], before["size"], False)
+
+
+def view_groups(namespace: Mapping[str, Any], names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """How arrays that view one memory (``v = a[1:3]``, ``a.T``, ``a.view(np.int32)``) lie
+    in it, so restore can make them views of one memory again: for each such variable,
+    ``{"group": its first member's name, "span": bytes the group covers, "offset": where
+    this array starts in them, "strides": ..., "owner": whether it is the memory's owner}``.
+    Each array's bytes are stored whole as well (it loads on its own)."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return {}
+    from numpy.lib.array_utils import byte_bounds
+
+    groups: dict[int, list[tuple[str, Any]]] = {}
+    seen: set[int] = set()
+    for name in names:
+        value = namespace[name]
+        if type(value) is not np.ndarray or value.size == 0 or value.dtype.hasobject or id(value) in seen:
+            continue  # another name for one array is an alias (alias_of), not a view
+        seen.add(id(value))
+        root = value
+        while isinstance(root, np.ndarray) and root.base is not None:
+            root = root.base
+        groups.setdefault(id(root), []).append((name, value))
+    found: dict[str, dict[str, Any]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        bounds = [byte_bounds(value) for _, value in members]
+        low, high = min(b[0] for b in bounds), max(b[1] for b in bounds)
+        for name, value in members:
+            found[name] = {
+                "group": members[0][0], "span": high - low,
+                "offset": value.__array_interface__["data"][0] - low, "strides": list(value.strides),
+                "owner": value.base is None and value.flags.c_contiguous and value.nbytes == high - low,
+            }
+    return found
 
 
 def metric_value(value: Any) -> Any:
@@ -261,7 +423,15 @@ def _json_number(value: Any) -> float | int | None:
     return number
 
 
+#: Ints longer than this are summarized by their length (Python will not even print one of
+#: over 4,300 digits, and a summary is for reading).
+SUMMARY_MAX_DIGITS = 100
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) is int and value.bit_length() > SUMMARY_MAX_DIGITS * 3.33:
+        digits = int(math.log10(abs(value))) + 1
+        return f"{'negative ' if value < 0 else ''}int of {digits} digits"
     if value is None or type(value) in (bool, int, str):
         return value
     if isinstance(value, float):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import credentials
-from ..catalog import Artifact
+from ..catalog import Artifact, is_text
 from ..store import ObjectStore
 
 CELLS_NAME = "cells"
@@ -72,7 +72,10 @@ def capture(
     artifacts = []
     cells = [{**cell, "source": credentials.redact(cell["source"])} for cell in executed_cells(namespace)]
     if cells:
-        put = store.put_bytes(json.dumps(cells, ensure_ascii=False).encode())
+        text = json.dumps(cells, ensure_ascii=False)
+        if not is_text(text):  # a lone surrogate typed in a cell: JSON escapes it instead
+            text = json.dumps(cells)
+        put = store.put_bytes(text.encode())
         artifacts.append(
             Artifact(
                 kind="code", source="notebook", name=CELLS_NAME, type="cells", codec="json",
