@@ -38,6 +38,7 @@ from typing import Any
 
 from . import __version__, codecs, credentials
 from . import interrupts, worktree
+from .capture import changes as capture_changes
 from .capture import environment as capture_env
 from .capture import files as capture_files
 from .capture import git_state as capture_git
@@ -254,6 +255,10 @@ def snapshot(
 
             looked_roots = {root(n) for n in names if n in previous and n not in kept}
             kept = [n for n in kept if root(n) not in looked_roots and n not in looked_roots]
+            # And one that now shares an object with a looked-at one (b = a made since, a
+            # holder of it, a view of it) is looked at too: its record may not say so.
+            shared = capture_changes.with_sharers(namespace, {n for n in names if n not in set(kept)}, kept)
+            kept = [n for n in kept if n not in shared]
         look = [n for n in names if n not in set(kept)] if kept else names
         expected = sum(_nbytes(namespace[n]) for n in look)
         with progress("snapshot", expected or None) as moved, reporting(moved):
@@ -704,7 +709,7 @@ def _share_memory(artifacts: list[dict[str, Any]], values: dict[str, Any]) -> No
                 name: values[name] if name == owner else np.ndarray(
                     values[name].shape, values[name].dtype, buffer=memory,
                     offset=int(view["offset"]), strides=tuple(int(s) for s in view["strides"]),
-                )
+                ).view(type(values[name]))
                 for name, view in members
             }
         except (KeyError, TypeError, ValueError):

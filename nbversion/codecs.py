@@ -206,8 +206,14 @@ def encode_source(obj: Any, store: ObjectStore) -> PutResult:
 
 def _class_source(cls: type) -> str | None:
     """Find a notebook class's source through its methods' cell (``inspect`` cannot on 3.11)."""
+    members = []
     for member in vars(cls).values():
-        code = getattr(getattr(member, "__func__", member), "__code__", None)
+        if isinstance(member, property):
+            members.extend(f for f in (member.fget, member.fset, member.fdel) if f is not None)
+        else:
+            members.append(getattr(member, "__func__", member))
+    for member in members:
+        code = getattr(member, "__code__", None)
         if code is None:
             continue
         lines = linecache.getlines(code.co_filename)

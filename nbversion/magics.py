@@ -250,8 +250,6 @@ class NbversionMagics(Magics):
             ran_nbversion = any(changes.NBVERSION_LINE.match(line) for line in raw.splitlines())
             if touched is not None and names == self._auto_names and not touched & names and not ran_nbversion:
                 return  # nothing came, went or was touched: no need to look
-            if touched is not None:
-                touched = changes.with_sharers(namespace, touched, names - touched)
             self._auto_names = names
             self._auto_missed = True  # until this snapshot is done: else the next one looks at all
             api.snapshot(

@@ -67,15 +67,31 @@ def user_variables(namespace: Mapping[str, Any], hidden: Mapping[str, Any] | Non
             continue
         if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
             continue
-        if isinstance(value, _CODE_TYPES) and getattr(value, "__module__", None) != "__main__":
+        code = code_of(value)
+        if code is not None and getattr(code, "__module__", None) != "__main__":
             continue
         names.append(name)
     return names
 
 
+def code_of(value: Any) -> Any:
+    """The function or class *value* is, or wraps (``functools.lru_cache``, a decorator's
+    ``functools.wraps``); ``None`` for data."""
+    if isinstance(value, _CODE_TYPES):
+        return value
+    if getattr(value, "__wrapped__", None) is None or not callable(value):
+        return None
+    try:
+        target = inspect.unwrap(value)
+    except ValueError:  # a __wrapped__ cycle
+        return None
+    return target if isinstance(target, _CODE_TYPES) else None
+
+
 def is_code(value: Any) -> bool:
-    """Whether *value* is a function or class (kept as source code, never restored)."""
-    return isinstance(value, _CODE_TYPES)
+    """Whether *value* is a function or class, or a wrapper of one such as an ``lru_cache``
+    (kept as source code, never restored)."""
+    return code_of(value) is not None
 
 
 def capture(
@@ -129,7 +145,7 @@ def capture(
         try:
             if is_code(value):
                 put = codecs.encode_source(value, store)
-                codec, kind, summary = "source", "code", {"defines": value.__qualname__}
+                codec, kind, summary = "source", "code", {"defines": code_of(value).__qualname__}
             else:
                 before = previous.get(name)
                 probe = before is not None and before["type"] == kind_of_type
@@ -143,7 +159,7 @@ def capture(
                 elif codec == "json":
                     reached[name] = _json_containers(value)
                 kind, summary = classify(value), summarize(value)
-                if name in views and codec in ("npy", "npy-chunks"):
+                if name in views and codec in ("npy", "npy-chunks", "pickle"):
                     summary["view"] = views[name]
                 if codec == "joblib":
                     library = environment.library_of(type(value).__module__)
@@ -206,7 +222,9 @@ def _keep_sharing(
         return
     stored = {a.name: a for a in result.artifacts if "alias_of" not in a.summary and a.codec != "source"}
     roots = {id(namespace[n]): n for n in stored if not isinstance(namespace[n], _IMMUTABLE)}
-    parent = {name: name for name in reached}
+    # A pickle (an np.matrix, ...) another variable holds is pickled with it, never referred
+    # to: a reference must load without trust on its own, and a pickle does not.
+    parent = {name: name for name in [*reached, *(n for n in roots.values() if stored[n].codec in codecs.RUNS_CODE)]}
 
     def find(name: str) -> str:
         while parent[name] != name:
@@ -225,7 +243,8 @@ def _keep_sharing(
             other = roots.get(object_id)
             if other is not None and other != name:
                 regroup.add(name)  # holds another variable's value: a reference instead
-                if other in reached:
+                if other in parent:
+                    regroup.add(other)
                     parent[find(name)] = find(other)
             first = owner.setdefault(object_id, name)
             if first != name:
@@ -234,11 +253,12 @@ def _keep_sharing(
     if not regroup:
         return
     groups: dict[str, list[str]] = {}
-    for name in reached:
-        if name in regroup or find(name) in {find(n) for n in regroup}:
+    regrouped = {find(n) for n in regroup}
+    for name in stored:  # in the order they were captured
+        if name in parent and find(name) in regrouped:
             groups.setdefault(find(name), []).append(name)
     for members in groups.values():
-        refs = {object_id: n for object_id, n in roots.items() if n not in members}
+        refs = {object_id: n for object_id, n in roots.items() if n not in members and n not in parent}
         values = {name: namespace[name] for name in members}
         try:
             referenced: set[str] = set()
@@ -286,8 +306,8 @@ def _as_loaded(
 
 
 def view_groups(namespace: Mapping[str, Any], names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """How arrays that view one memory (``v = a[1:3]``, ``a.T``, ``a.view(np.int32)``) lie
-    in it, so restore can make them views of one memory again: for each such variable,
+    """How arrays (and matrices) that view one memory (``v = a[1:3]``, ``a.T``,
+    ``a.view(np.int32)``) lie in it, so restore can make them views of one memory again: for each such variable,
     ``{"group": its first member's name, "span": bytes the group covers, "offset": where
     this array starts in them, "strides": ..., "owner": whether it is the memory's owner}``.
     Each array's bytes are stored whole as well (it loads on its own)."""
@@ -300,7 +320,7 @@ def view_groups(namespace: Mapping[str, Any], names: Iterable[str]) -> dict[str,
     seen: set[int] = set()
     for name in names:
         value = namespace[name]
-        if type(value) is not np.ndarray or value.size == 0 or value.dtype.hasobject or id(value) in seen:
+        if type(value) not in (np.ndarray, np.matrix) or value.size == 0 or value.dtype.hasobject or id(value) in seen:
             continue  # another name for one array is an alias (alias_of), not a view
         seen.add(id(value))
         root = value

@@ -538,11 +538,15 @@ FAMILIES: list[Family] = [
     Family(
         "NumPy arrays of Python objects", object_arrays, lambda: np.array([1, "a", None], dtype=object), "joblib", False,
         "every element, pickled",
+        "two variables that view one memory (`v = a[1:3]`) come back as two arrays with the same "
+        "values that no longer share memory (NumPy cannot make an array of objects over a buffer)",
     ),
     Family(
         "NumPy masked arrays", masked_arrays, _example_masked, "masked", True,
         "data (masked places too), mask (or `nomask`), `fill_value`, `hard_mask`; "
         "arrays of Python objects are pickled instead",
+        "two variables that view one memory (`v = a[1:3]`) come back as two masked arrays with the "
+        "same data and masks that no longer share memory",
     ),
     Family(
         "NumPy array subclasses (`np.matrix`)", array_subclasses, lambda: _matrix([[1, 2], [3, 4]]), "pickle", False,
