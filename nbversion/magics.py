@@ -215,6 +215,7 @@ class NbversionMagics(Magics):
         events = self.shell.events
         if argv == ["on"] and not self._auto_on:
             events.register("post_run_cell", self._after_cell)
+        if argv == ["on"]:  # this cell is not a change to snapshot, even when already on
             self._auto_starting = True
         elif argv == ["off"] and self._auto_on:
             events.unregister("post_run_cell", self._after_cell)

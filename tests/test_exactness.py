@@ -160,6 +160,13 @@ def test_auto_on_takes_no_snapshot(shell, repo: Path) -> None:
     assert snapshot_ids(repo) == before
 
 
+def test_auto_on_again_takes_no_snapshot(shell, repo: Path) -> None:
+    shell.run_cell("x = 1")
+    shell.run_cell("%nbversion auto on")
+    shell.run_cell("%nbversion auto on")  # already on: a no-op, like `%nbversion auto`
+    assert snapshot_ids(repo) == []
+
+
 def test_first_auto_snapshot_sees_changes_made_while_auto_mode_was_off(shell, repo: Path) -> None:
     shell.run_cell("a = []\nb = []")
     shell.run_cell("%nbversion auto on")
