@@ -622,11 +622,12 @@ def _decode_all(
             values[artifact["name"]] = _decode(artifact, snapshot_id, project)
     if grouped:
         values.update(_decode_groups(grouped, snapshot_id, project, values, available or {}))
+    # Views first, then aliases: another name for a view must be that view, not a copy.
+    _share_memory([a for a in artifacts if a["name"] not in aliases], values)
     for name, first in aliases.items():
         values[name] = values[first] if first in values else _decode(
             next(a for a in artifacts if a["name"] == name), snapshot_id, project
         )
-    _share_memory(artifacts, values)
     return {artifact["name"]: values[artifact["name"]] for artifact in artifacts}
 
 

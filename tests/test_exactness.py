@@ -414,3 +414,13 @@ def test_class_whose_methods_are_all_properties_is_kept_as_code(shell, repo: Pat
     shell.run_cell('%snapshot "a class"')
     snapshot_id = snapshot_ids(repo)[-1]
     assert variables(repo, snapshot_id).get("Settings") == "source", skipped(repo, snapshot_id)
+
+
+def test_another_name_for_an_array_that_others_view_stays_that_array(shell, repo: Path) -> None:
+    # Found by the oracle: b = a with c = a.T made b a second view instead of a itself.
+    shell.run_cell("import numpy as np\na = np.array(False)\nb = a\nc = a.T\nd = np.arange(4.0)\ne = d[1:]\nf = e")
+    shell.run_cell('%snapshot "aliases of views"')
+    shell.run_cell("%restore HEAD")
+    ns = shell.user_ns
+    assert ns["a"] is ns["b"] and np.shares_memory(ns["a"], ns["c"])
+    assert ns["e"] is ns["f"] and np.shares_memory(ns["d"], ns["e"])
