@@ -620,10 +620,10 @@ def _decode_all(
             grouped.append(artifact)  # after the values it may refer to
         else:
             values[artifact["name"]] = _decode(artifact, snapshot_id, project)
+    # Views first, then what refers to them (groups), then other names for them (aliases).
+    _share_memory([a for a in artifacts if a["name"] not in aliases and a["codec"] != "joblib-group"], values)
     if grouped:
         values.update(_decode_groups(grouped, snapshot_id, project, values, available or {}))
-    # Views first, then aliases: another name for a view must be that view, not a copy.
-    _share_memory([a for a in artifacts if a["name"] not in aliases], values)
     for name, first in aliases.items():
         values[name] = values[first] if first in values else _decode(
             next(a for a in artifacts if a["name"] == name), snapshot_id, project

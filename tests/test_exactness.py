@@ -424,3 +424,13 @@ def test_another_name_for_an_array_that_others_view_stays_that_array(shell, repo
     ns = shell.user_ns
     assert ns["a"] is ns["b"] and np.shares_memory(ns["a"], ns["c"])
     assert ns["e"] is ns["f"] and np.shares_memory(ns["d"], ns["e"])
+
+
+def test_array_held_by_another_variable_and_viewed_stays_one_object(shell, repo: Path) -> None:
+    # Found by the oracle: the holder's reference was resolved before the views were rebuilt.
+    shell.run_cell("import numpy as np\na = np.arange(6).reshape(3, 2)\nholder = {'m': a}\ne = a.T")
+    shell.run_cell('%snapshot "held and viewed"')
+    shell.run_cell("del a, holder, e")
+    shell.run_cell("%restore HEAD")
+    ns = shell.user_ns
+    assert ns["holder"]["m"] is ns["a"] and np.shares_memory(ns["a"], ns["e"])

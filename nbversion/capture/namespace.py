@@ -320,7 +320,11 @@ def view_groups(namespace: Mapping[str, Any], names: Iterable[str]) -> dict[str,
     seen: set[int] = set()
     for name in names:
         value = namespace[name]
-        if type(value) not in (np.ndarray, np.matrix) or value.size == 0 or value.dtype.hasobject or id(value) in seen:
+        if (
+            type(value) not in (np.ndarray, np.matrix) or value.size == 0 or value.dtype.hasobject
+            or (type(value) is np.matrix and not value.dtype.isnative)  # pickled: not sure of its bytes
+            or id(value) in seen
+        ):
             continue  # another name for one array is an alias (alias_of), not a view
         seen.add(id(value))
         root = value
